@@ -1,0 +1,169 @@
+"""The whole model against torch.nn.Transformer, and the properties the paper relies on."""
+
+import pytest
+import torch
+from torch import nn
+
+from transformer import Transformer, TransformerConfig, greedy_decode
+
+V = 50
+
+
+def small_config(**overrides) -> TransformerConfig:
+    fields = dict(src_vocab_size=V, tgt_vocab_size=V, n_layers=2, d_model=32, d_ff=64, n_heads=4,
+                  dropout=0.1, max_len=64)
+    return TransformerConfig(**{**fields, **overrides})
+
+
+def batch(seed=0, b=3, s=9, t=7):
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, V, (b, s), generator=g)
+    src[0, 6:] = 0  # padded sources
+    src[2, 3:] = 0
+    tgt_in = torch.randint(4, V, (b, t), generator=g)
+    tgt_in[:, 0] = 1  # BOS
+    return src, tgt_in
+
+
+def copy_into_reference(model: Transformer) -> nn.Transformer:
+    """A torch.nn.Transformer holding exactly our weights (batch_first, ReLU)."""
+    c = model.config
+    ref = nn.Transformer(c.d_model, c.n_heads, c.n_layers, c.n_layers, c.d_ff, dropout=0.0,
+                         batch_first=True, norm_first=c.norm_first)
+
+    def attn(dst, src):
+        dst.in_proj_weight.copy_(torch.cat([src.w_q.weight, src.w_k.weight, src.w_v.weight]))
+        dst.in_proj_bias.copy_(torch.cat([src.w_q.bias, src.w_k.bias, src.w_v.bias]))
+        dst.out_proj.load_state_dict(src.w_o.state_dict())
+
+    def ffn(dst, src):
+        dst.linear1.load_state_dict(src.ffn.w_1.state_dict())
+        dst.linear2.load_state_dict(src.ffn.w_2.state_dict())
+
+    with torch.no_grad():
+        for dst, src in zip(ref.encoder.layers, model.encoder):
+            attn(dst.self_attn, src.self_attn)
+            ffn(dst, src)
+            dst.norm1.load_state_dict(src.res_attn.norm.state_dict())
+            dst.norm2.load_state_dict(src.res_ffn.norm.state_dict())
+        for dst, src in zip(ref.decoder.layers, model.decoder):
+            attn(dst.self_attn, src.self_attn)
+            attn(dst.multihead_attn, src.cross_attn)
+            ffn(dst, src)
+            dst.norm1.load_state_dict(src.res_self.norm.state_dict())
+            dst.norm2.load_state_dict(src.res_cross.norm.state_dict())
+            dst.norm3.load_state_dict(src.res_ffn.norm.state_dict())
+        if c.norm_first:
+            ref.encoder.norm.load_state_dict(model.encoder_norm.state_dict())
+            ref.decoder.norm.load_state_dict(model.decoder_norm.state_dict())
+        else:  # the paper's post-norm stacks end with the last layer's own LayerNorm
+            ref.encoder.norm = ref.decoder.norm = None
+    return ref
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # nested-tensor notices from torch
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_matches_torch_nn_transformer(norm_first):
+    torch.manual_seed(0)
+    model = Transformer(small_config(norm_first=norm_first)).double().eval()
+    ref = copy_into_reference(model).double().eval()
+    src, tgt_in = batch()
+    pad = src == 0
+    causal = nn.Transformer.generate_square_subsequent_mask(tgt_in.size(1), dtype=torch.float64)
+    with torch.no_grad():
+        out = ref(model.embed(src, model.src_embed, model.src_pos),
+                  model.embed(tgt_in, model.tgt_embed, model.tgt_pos),
+                  tgt_mask=causal, src_key_padding_mask=pad, memory_key_padding_mask=pad)
+        expected = out @ model.tgt_embed.weight.T
+        got = model(src, tgt_in)
+    torch.testing.assert_close(got, expected, atol=1e-9, rtol=1e-9)
+
+
+def test_decoder_is_causal():
+    torch.manual_seed(0)
+    model = Transformer(small_config()).eval()
+    src, tgt_in = batch()
+    changed = tgt_in.clone()
+    changed[:, 4:] = torch.randint(4, V, changed[:, 4:].shape)
+    with torch.no_grad():
+        a, b = model(src, tgt_in), model(src, changed)
+    torch.testing.assert_close(a[:, :4], b[:, :4])
+    assert not torch.allclose(a[:, 4:], b[:, 4:])
+
+
+def test_extra_source_padding_changes_nothing():
+    torch.manual_seed(0)
+    model = Transformer(small_config()).eval()
+    src, tgt_in = batch()
+    longer = torch.cat([src, torch.zeros(src.size(0), 5, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(longer, tgt_in), model(src, tgt_in),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_eval_is_deterministic_and_train_uses_dropout():
+    torch.manual_seed(0)
+    model = Transformer(small_config())
+    src, tgt_in = batch()
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(src, tgt_in), model(src, tgt_in))
+        model.train()
+        assert not torch.equal(model(src, tgt_in), model(src, tgt_in))
+
+
+def test_three_way_weight_tying():
+    model = Transformer(small_config())
+    assert model.src_embed.weight is model.tgt_embed.weight
+    assert model.generator is None
+    untied = Transformer(small_config(share_embeddings=False, tgt_vocab_size=60))
+    assert untied.src_embed.weight is not untied.tgt_embed.weight
+    assert untied(*batch()).shape == (3, 7, 60)
+
+
+@pytest.mark.parametrize("positional", ["sinusoidal", "learned"])
+def test_cached_decoding_equals_full_decoding(positional):
+    torch.manual_seed(0)
+    model = Transformer(small_config(positional=positional)).eval()
+    src, tgt_in = batch()
+    with torch.no_grad():
+        full = model(src, tgt_in)
+        memory, mask, cache = model.encode(src), model.padding_mask(src), model.new_cache()
+        steps = [model.decode(tgt_in[:, t:t + 1], memory, mask, cache) for t in range(7)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    assert cache.offset == 7
+
+
+def test_attention_maps_are_distributions_over_real_keys():
+    torch.manual_seed(0)
+    model = Transformer(small_config()).eval()
+    src, tgt_in = batch()
+    with torch.no_grad():
+        maps = model.attention_maps(src, tgt_in)
+    assert maps["encoder"].shape == (2, 3, 4, 9, 9)
+    assert maps["decoder_self"].shape == (2, 3, 4, 7, 7)
+    assert maps["cross"].shape == (2, 3, 4, 7, 9)
+    torch.testing.assert_close(maps["cross"].sum(-1), torch.ones(2, 3, 4, 7))
+    assert (maps["cross"][:, 0, :, :, 6:] == 0).all()  # padded source keys get no weight
+    assert (maps["decoder_self"].triu(diagonal=1) == 0).all()  # no peeking ahead
+
+
+def test_learned_positions_refuse_beyond_max_len():
+    model = Transformer(small_config(positional="learned", max_len=8)).eval()
+    with pytest.raises(ValueError, match="max_len"):
+        model(torch.ones(1, 9, dtype=torch.long), torch.ones(1, 3, dtype=torch.long))
+    sinusoid = Transformer(small_config(max_len=8)).eval()  # sinusoids extend past max_len
+    long_src = torch.ones(1, 20, dtype=torch.long)
+    assert sinusoid(long_src, torch.ones(1, 3, dtype=torch.long)).isfinite().all()
+
+
+def test_greedy_pads_after_eos():
+    torch.manual_seed(0)
+    model = Transformer(small_config()).eval()
+    src, _ = batch()
+    out = greedy_decode(model, src, max_len=12)
+    assert out.shape[0] == 3 and out.shape[1] <= 12
+    for row in out.tolist():
+        if 2 in row:
+            assert all(t == 0 for t in row[row.index(2) + 1:])
+    assert torch.equal(out, greedy_decode(model, src, max_len=12, use_cache=False))
