@@ -1,0 +1,111 @@
+"""The shared BPE vocabulary: special ids, exact round trips, caching and reloading."""
+
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+
+from transformer.config import TransformerConfig
+from transformer.data import SubwordTokenizer
+from transformer.data.corpora import clean
+from transformer.data.tokenizer import load_or_train
+
+MIRROR = Path("/work/shared/data/multi30k")
+SAMPLE = [  # a few Multi30k-style lines, with umlauts, sharp s, accents and punctuation
+    "Ein Mann mit einem orangefarbenen Hut, der etwas anstarrt.",
+    "Zwei junge Männer überqueren eine Straße; einer trägt eine Brille.",
+    "Eine Gruppe von Menschen steht vor einem Iglu.",
+    "Ein Mädchen in einem Karateanzug bricht einen Stock mit einem Tritt.",
+    "Fünf Leute in Winterjacken und Helmen stehen im Schnee mit Schneemobilen im Hintergrund.",
+    "A man in an orange hat starring at something.",
+    "A Boston Terrier is running on lush green grass in front of a white fence.",
+    "Un homme avec un chapeau orange regardant quelque chose.",
+    "Un garçon saute par-dessus un obstacle, près d'une rivière.",
+    "Two men \"laughing\" (loudly) at 3:45 p.m. - isn't it odd?",
+]
+
+
+def _lines(name, n=None):
+    with gzip.open(MIRROR / name, "rt", encoding="utf-8") as f:
+        lines = f.read().split("\n")[:-1]
+    return [clean(line) for line in lines[:n]]
+
+
+@pytest.fixture(scope="module")
+def sample_tokenizer():
+    return SubwordTokenizer.train(SAMPLE * 3, vocab_size=300)
+
+
+def test_special_ids_match_config(sample_tokenizer):
+    tok, cfg = sample_tokenizer, TransformerConfig.from_preset("tiny")
+    assert (tok.pad_id, tok.bos_id, tok.eos_id, tok.unk_id) == (
+        cfg.pad_id, cfg.bos_id, cfg.eos_id, cfg.unk_id)
+    assert [tok.id_to_token(i) for i in range(4)] == ["<pad>", "<s>", "</s>", "<unk>"]
+    assert all(i > 3 for line in SAMPLE for i in tok.encode(line))  # no specials added
+    assert len(tok) == tok.vocab_size <= 300
+
+
+def test_round_trip_exact_on_training_text(sample_tokenizer):
+    assert sample_tokenizer.decode_batch(sample_tokenizer.encode_batch(SAMPLE)) == SAMPLE
+    assert "".join(sample_tokenizer.tokens("Männer")) == "▁Männer"
+
+
+def test_decode_stops_at_eos_and_drops_specials(sample_tokenizer):
+    tok = sample_tokenizer
+    ids = tok.encode("Ein Mann")
+    raw = [tok.bos_id, *ids, tok.eos_id, *tok.encode("Hut"), tok.pad_id]
+    assert tok.decode(raw) == "Ein Mann"
+    assert tok.decode(torch.tensor(raw)) == "Ein Mann"
+    assert tok.decode([ids[0], tok.unk_id, tok.pad_id, *ids[1:]]) == "Ein Mann"
+    assert tok.tokens("€") == ["▁", "<unk>"] and tok.decode(tok.encode("a € b")) == "a  b"
+    assert tok.decode_batch([raw, [tok.eos_id]]) == ["Ein Mann", ""]
+
+
+def test_save_load_identical_and_atomic(sample_tokenizer, tmp_path):
+    path = tmp_path / "tok.json"
+    sample_tokenizer.save(path)
+    loaded = SubwordTokenizer.load(path)
+    assert loaded == sample_tokenizer
+    assert loaded.encode_batch(SAMPLE) == sample_tokenizer.encode_batch(SAMPLE)
+    assert SubwordTokenizer.from_str(sample_tokenizer.to_str()) == sample_tokenizer
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok.json"]  # no temp files left
+
+
+def test_training_is_deterministic():
+    assert SubwordTokenizer.train(SAMPLE, 200) == SubwordTokenizer.train(SAMPLE, 200)
+
+
+def test_load_or_train_caches(tmp_path):
+    calls = []
+
+    def texts():
+        calls.append(1)
+        return SAMPLE
+
+    path = tmp_path / "sub" / "tokenizer.json"
+    first = load_or_train(path, texts, 200)
+    second = load_or_train(path, texts, 200)
+    assert calls == [1] and first == second and path.exists()
+
+
+def test_rejects_tokenizer_without_specials():
+    from tokenizers import Tokenizer, models
+
+    with pytest.raises(ValueError, match="<pad>"):
+        SubwordTokenizer(Tokenizer(models.BPE()))
+
+
+@pytest.mark.skipif(not MIRROR.exists(), reason="offline Multi30k mirror not present")
+def test_round_trip_on_real_multi30k_lines():
+    train = _lines("train.de.gz", 3000) + _lines("train.en.gz", 3000) + _lines("train.fr.gz", 3000)
+    tok = SubwordTokenizer.train(train, 4000)
+    assert tok.decode_batch(tok.encode_batch(train)) == train
+    # unseen sentences (val): exact except for characters never seen in training
+    val = _lines("val.de.gz") + _lines("val.fr.gz")
+    decoded = tok.decode_batch(tok.encode_batch(val))
+    exact = sum(d == v for d, v in zip(decoded, val)) / len(val)
+    assert exact > 0.99, exact
+    umlauts = [v for v in val if any(c in v for c in "äöüÄÖÜß")]
+    assert len(umlauts) > 100
+    assert sum(tok.decode(tok.encode(v)) == v for v in umlauts) / len(umlauts) > 0.99

@@ -1,0 +1,205 @@
+"""``load_dataset`` and ``TranslationDataset``: aligned text, subword ids and batches.
+
+A dataset reads a split on first use: its aligned sentences (``texts``), their subword ids
+(cached on disk for downloaded corpora), the training filter (``filter_report``) and batches.
+Only the ``train`` split is filtered (empty, over-long and badly mismatched pairs, Section
+5.1's batching needs none of them); evaluation splits keep every pair, so ``examples(split)[i]``
+is ``texts(split)[i]`` there and BLEU is computed on the complete test set.
+
+Every dataset also answers to the split names ``"val"`` and ``"test"`` (``aliases``): for
+Multi30k "test" is test_2016_flickr, for WMT14 "val"/"test" are newstest2013/newstest2014.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .batching import Batch, Ragged, filter_pairs, make_batches
+from .corpora import get_info, multi30k_texts
+from .fetch import atomic_output, resolve_data_dir
+from .tasks import copy_task, numbers_task
+from .tokenizer import SETTINGS, SubwordTokenizer, load_or_train
+from .wmt14 import prepare, wmt14_texts
+
+TextPair = tuple[list[str], list[str]]
+
+
+class TranslationDataset:
+    """Sentence pairs of one language direction, split by split, with a shared tokenizer."""
+
+    def __init__(self, name: str, src_lang: str, tgt_lang: str, tokenizer: SubwordTokenizer,
+                 splits: tuple[str, ...], load_texts: Callable[[str], TextPair], *,
+                 aliases: dict[str, str] | None = None, max_len: int = 256,
+                 max_ratio: float = 3.0, filter_splits: tuple[str, ...] = ("train",),
+                 cache_dir: Path | None = None, data_key: str = ""):
+        self.name, self.src_lang, self.tgt_lang = name, src_lang, tgt_lang
+        self.tokenizer, self.splits = tokenizer, tuple(splits)
+        self.aliases = dict(aliases or {})
+        self.max_len, self.max_ratio, self.filter_splits = max_len, max_ratio, filter_splits
+        self.cache_dir, self.data_key = cache_dir, data_key  # where and for which data to cache
+        self.filter_report: dict[str, dict[str, int]] = {}  # filled as splits are first used
+        self._load_texts = load_texts
+        self._texts: dict[str, TextPair] = {}
+        self._ids: dict[str, tuple[Ragged, Ragged, np.ndarray]] = {}
+
+    @classmethod
+    def from_texts(cls, name: str, src_lang: str, tgt_lang: str, tokenizer: SubwordTokenizer,
+                   texts: dict[str, TextPair], **kwargs) -> TranslationDataset:
+        return cls(name, src_lang, tgt_lang, tokenizer, tuple(texts), texts.__getitem__,
+                   **kwargs)
+
+    def resolve(self, split: str) -> str:
+        """The canonical name of ``split`` (resolving "val"/"test" aliases)."""
+        split = self.aliases.get(split, split) if split not in self.splits else split
+        if split not in self.splits:
+            raise ValueError(f"{self.name} has no split {split!r}; splits: {self.splits}, "
+                             f"aliases: {self.aliases}")
+        return split
+
+    def texts(self, split: str) -> TextPair:
+        """All aligned (sources, references) of ``split``, unfiltered (do not modify)."""
+        split = self.resolve(split)
+        if split not in self._texts:
+            src, tgt = self._load_texts(split)
+            if len(src) != len(tgt):
+                raise ValueError(f"{self.name}/{split}: {len(src)} sources, {len(tgt)} targets")
+            self._texts[split] = (src, tgt)
+        return self._texts[split]
+
+    def _tokenized(self, split: str) -> tuple[Ragged, Ragged, np.ndarray]:
+        """(source ids, target ids, kept positions) of ``split``, all pairs tokenized."""
+        split = self.resolve(split)
+        if split not in self._ids:
+            src, tgt = self._cached_ids(split)
+            if split in self.filter_splits:
+                kept, report = filter_pairs(src.lengths(), tgt.lengths(), max_len=self.max_len,
+                                            max_ratio=self.max_ratio)
+            else:
+                kept = np.arange(len(src))
+                report = {"total": len(src), "kept": len(src), "empty": 0, "too_long": 0,
+                          "ratio": 0}
+            self.filter_report[split] = report
+            self._ids[split] = (src, tgt, kept)
+        return self._ids[split]
+
+    def _cached_ids(self, split: str) -> tuple[Ragged, Ragged]:
+        path = None
+        if self.cache_dir is not None:
+            key = _digest(self.tokenizer.to_str(), self.data_key)[:12]
+            path = self.cache_dir / f"ids-{split}.{self.src_lang}-{self.tgt_lang}-{key}.npz"
+            if path.exists():
+                with np.load(path) as z:
+                    return (Ragged(z["src_flat"], z["src_offsets"]),
+                            Ragged(z["tgt_flat"], z["tgt_offsets"]))
+        src, tgt = (self._encode(text) for text in self.texts(split))
+        if path is not None:
+            with atomic_output(path) as f:
+                np.savez(f, src_flat=src.flat, src_offsets=src.offsets, tgt_flat=tgt.flat,
+                         tgt_offsets=tgt.offsets)
+        return src, tgt
+
+    def _encode(self, texts: list[str], chunk: int = 100_000) -> Ragged:
+        """Subword ids of ``texts``, encoded in chunks (millions of Encodings would not fit)."""
+        return Ragged.concat([Ragged.from_lists(self.tokenizer.encode_batch(texts[i:i + chunk]))
+                              for i in range(0, len(texts), chunk)])
+
+    def kept_indices(self, split: str) -> list[int]:
+        """Positions in ``texts(split)`` of the pairs that survived filtering."""
+        return self._tokenized(split)[2].tolist()
+
+    def examples(self, split: str) -> list[tuple[list[int], list[int]]]:
+        """Subword ids (no specials) of the kept pairs.  Builds Python lists: fine for small
+        corpora; for WMT14 prefer ``batches``."""
+        src, tgt, kept = self._tokenized(split)
+        return [(src[i].tolist(), tgt[i].tolist()) for i in kept.tolist()]
+
+    def batches(self, split: str, max_tokens: int, *, shuffle: bool = True, seed: int = 0,
+                epoch: int = 0, rank: int = 0, world_size: int = 1) -> list[Batch]:
+        """Length-bucketed batches of at most ``max_tokens`` source and target positions each
+        (padding included); see :func:`make_batches`.  ``Batch.indices`` point into
+        ``texts(split)``."""
+        src, tgt, kept = self._tokenized(split)
+        tok = self.tokenizer
+        return make_batches(src, tgt, max_tokens, subset=kept, shuffle=shuffle, seed=seed,
+                            epoch=epoch, rank=rank, world_size=world_size, pad_id=tok.pad_id,
+                            bos_id=tok.bos_id, eos_id=tok.eos_id)
+
+    def __repr__(self) -> str:
+        return (f"TranslationDataset({self.name!r}, {self.src_lang}->{self.tgt_lang}, "
+                f"splits={self.splits}, vocab_size={self.tokenizer.vocab_size})")
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _pair(name: str, src: str | None, tgt: str | None) -> tuple[str, str]:
+    info = get_info(name)
+    if src is None and tgt is None:
+        return info.default_pair
+    if src is None or tgt is None:  # one given: the other is the dataset's other language
+        given = src or tgt
+        others = [lang for lang in info.default_pair if lang != given]
+        src, tgt = (src, others[0]) if src else (others[0], tgt)
+    if src == tgt or src not in info.langs or tgt not in info.langs:
+        raise ValueError(f"{name}: languages must be two of {info.langs}, got {src}->{tgt}")
+    return src, tgt
+
+
+def load_dataset(name: str, src: str | None = None, tgt: str | None = None, *,
+                 vocab_size: int | None = None, data_dir=None, seed: int = 0,
+                 max_len: int = 256, max_ratio: float = 3.0, progress: bool = True,
+                 **task_kwargs) -> TranslationDataset:
+    """A dataset by name: ``"copy"``, ``"numbers"`` (generated, offline), ``"multi30k"``
+    (de/en/fr) or ``"wmt14"`` (en/de).  Downloads what is missing (see ``download``); trains
+    the shared BPE vocabulary once per corpus, language pair and size, and caches it.
+
+    ``seed`` and ``task_kwargs`` shape the generated tasks (see ``tasks.py``); ``max_len`` and
+    ``max_ratio`` configure the training-split filter.
+    """
+    info = get_info(name)
+    src, tgt = _pair(name, src, tgt)
+    vocab_size = vocab_size or info.vocab_size
+    options = dict(aliases=info.aliases, max_len=max_len, max_ratio=max_ratio)
+    if name in ("copy", "numbers"):
+        splits = (copy_task if name == "copy" else numbers_task)(seed, **task_kwargs)
+        if (src, tgt) != info.default_pair:
+            splits = {s: (b, a) for s, (a, b) in splits.items()}
+        train_src, train_tgt = splits["train"]  # BPE needs only a sample of these tasks
+        tokenizer = SubwordTokenizer.train(train_src[:4000] + train_tgt[:4000], vocab_size)
+        return TranslationDataset.from_texts(name, src, tgt, tokenizer, splits, **options)
+    if task_kwargs:
+        raise TypeError(f"{name} takes no task options, got {sorted(task_kwargs)}")
+    data_dir = resolve_data_dir(data_dir)
+    if name == "multi30k":  # small: fetch, verify and read every split up front
+        texts = {s: multi30k_texts(data_dir, s, src, tgt, progress) for s in info.splits}
+        load_texts = texts.__getitem__
+        sides = (0, 1) if src < tgt else (1, 0)  # the same key for de-en and en-de
+        data_key = _digest(*("\n".join(texts[s][i]) for s in info.splits for i in sides))
+    else:
+        data_key = prepare(data_dir, progress).read_text()  # archive digests, line counts
+
+        @functools.cache  # read the 4.5M training pairs only once
+        def load_texts(split):
+            return wmt14_texts(data_dir, split, src, tgt, progress)
+    langs = "-".join(sorted((src, tgt)))
+    key = _digest(json.dumps(SETTINGS, sort_keys=True), langs, data_key)[:8]
+    path = data_dir / name / f"tokenizer-{langs}-bpe{vocab_size}-{key}.json"
+
+    def training_text():
+        a, b = load_texts("train")
+        return a + b
+
+    tokenizer = load_or_train(path, training_text, vocab_size, progress)
+    return TranslationDataset(name, src, tgt, tokenizer, info.splits, load_texts,
+                              cache_dir=data_dir / name, data_key=data_key, **options)
