@@ -35,10 +35,15 @@ class DecoderCache:
         first = self.layers[0]["self"]
         return first["k"].size(2) if "k" in first else 0
 
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep batch rows ``index`` (in that order): what beam search does after each step."""
+    def reorder(self, index: torch.Tensor, cross: bool = True) -> None:
+        """Keep batch rows ``index`` (in that order): what beam search does after each step.
+
+        ``cross=False`` leaves the encoder-decoder keys/values alone: right when ``index`` only
+        permutes rows that share one source sentence (the beams of one hypothesis set).
+        """
         for layer in self.layers:
-            for kv in layer.values():
+            for part in ("self", "cross") if cross else ("self",):
+                kv = layer[part]
                 for name in list(kv):
                     kv[name] = kv[name].index_select(0, index)
 

@@ -1,0 +1,166 @@
+"""translate / evaluate: batching by length, order restored, BLEU and perplexity on a model whose
+answer is known (it copies its source), with fake and real (``load_dataset("copy")``) data."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from transformer import Transformer, TransformerConfig, greedy_decode
+from transformer.translate import evaluate, length_batches, perplexity, translate
+
+PAD, BOS, EOS, UNK = range(4)
+CONFIDENCE = 10.0  # the copy model's logit for the right token; every other logit is 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class WordTokenizer:
+    """Whitespace tokenizer over digits "0".."9" (ids 4..13), following the contract."""
+
+    vocab_size, pad_id, bos_id, eos_id, unk_id = 14, PAD, BOS, EOS, UNK
+
+    def encode(self, text):
+        return [4 + int(w) for w in text.split()]
+
+    def decode(self, ids):
+        ids = list(ids)
+        ids = ids[: ids.index(EOS)] if EOS in ids else ids
+        return " ".join(str(i - 4) for i in ids if i >= 4)
+
+
+class CopyModel(nn.Module):
+    """Predicts source token t at output position t (EOS past the source), with logit 10."""
+
+    def __init__(self, vocab_size=14):
+        super().__init__()
+        self.config = SimpleNamespace(pad_id=PAD, bos_id=BOS, eos_id=EOS, positional="sinusoidal",
+                                      max_len=1024)
+        self.vocab_size = vocab_size
+        self.dummy = nn.Parameter(torch.zeros(1))  # so that the model has a device
+
+    def encode(self, src):
+        return src.float()[:, :, None]  # (B, S, 1): the memory is the source itself
+
+    def padding_mask(self, src):
+        return (src != PAD)[:, None, None, :]
+
+    def new_cache(self):
+        return SimpleNamespace(offset=0, reorder=lambda index, cross=True: None)
+
+    def decode(self, tgt_in, memory, src_mask, cache=None):
+        b, t = tgt_in.shape
+        offset = 0 if cache is None else cache.offset
+        if cache is not None:
+            cache.offset += t
+        src = memory[:, :, 0].long()
+        src = torch.cat([src, torch.full((b, offset + t), PAD)], dim=1)  # room to run past it
+        target = src[:, offset : offset + t]
+        target = target.masked_fill(target == PAD, EOS)
+        return CONFIDENCE * nn.functional.one_hot(target, self.vocab_size).float()
+
+    def forward(self, src, tgt_in):
+        return self.decode(tgt_in, self.encode(src), self.padding_mask(src))
+
+
+def copy_ppl(vocab_size):
+    """exp(cross-entropy) when the right token has logit 10 and the others 0."""
+    return math.exp(math.log(math.exp(CONFIDENCE) + vocab_size - 1) - CONFIDENCE)
+
+
+class FakeBatch(SimpleNamespace):
+    def to(self, device):
+        return self
+
+
+class FakeDataset:
+    """Just enough of the data contract: texts, tokenizer, batches (shuffle=False)."""
+
+    name, src_lang, tgt_lang, splits = "fake", "xx", "de", ("test",)
+
+    def __init__(self, sentences):
+        self.tokenizer, self.sentences = WordTokenizer(), sentences
+
+    def texts(self, split):
+        return self.sentences, list(self.sentences)
+
+    def batches(self, split, max_tokens, *, shuffle=True):
+        ids = [self.tokenizer.encode(s) for s in self.sentences]
+        out = []
+        for rows in length_batches([len(x) + 1 for x in ids], max_tokens):
+            t = max(len(ids[i]) for i in rows) + 1
+            src, tgt_in, tgt_out = (torch.full((len(rows), t), PAD) for _ in range(3))
+            for r, i in enumerate(rows):
+                n = len(ids[i])
+                src[r, : n + 1] = tgt_out[r, : n + 1] = torch.tensor(ids[i] + [EOS])
+                tgt_in[r, : n + 1] = torch.tensor([BOS] + ids[i])
+            out.append(FakeBatch(src=src, tgt_in=tgt_in, tgt_out=tgt_out))
+        return out
+
+
+SENTENCES = ["1 2 3", "4", "5 6 7 8 9 0 1 2", "3 3", "", "9 8 7 6 5"]
+
+
+def test_length_batches():
+    lengths = [3, 9, 1, 4, 4, 7, 2]
+    batches = length_batches(lengths, max_tokens=10)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) * max(lengths[i] for i in b) <= 10 for b in batches)
+    assert length_batches([50], max_tokens=10) == [[0]]  # too long: a batch of its own
+    assert length_batches([], max_tokens=10) == []
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_translate_restores_order(beam_size):
+    out = translate(CopyModel(), WordTokenizer(), SENTENCES, beam_size=beam_size, max_tokens=8)
+    assert out == SENTENCES
+
+
+def test_evaluate_on_fake_dataset():
+    result = evaluate(CopyModel(), FakeDataset(SENTENCES[:4]), "test", max_tokens=12,
+                      device="cpu", n_samples=2)
+    assert result["sacrebleu"] == pytest.approx(100.0)
+    assert result["tokenized_bleu"] == pytest.approx(100.0)
+    assert result["tokenized_bleu_lc"] == pytest.approx(100.0)
+    assert "compound-split" in result["tokenized_bleu_signature"]  # German target
+    assert result["sacrebleu_signature"].startswith("nrefs:1|case:mixed")
+    # padding ignored (the model predicts EOS there, which would cost a lot), no smoothing
+    assert result["perplexity"] == pytest.approx(copy_ppl(14), rel=1e-5)
+    assert result["n_ppl_tokens"] == sum(len(s.split()) + 1 for s in SENTENCES[:4])
+    assert result["n_sentences"] == 4 and len(result["samples"]) == 2
+    assert result["samples"][0] == {"src": "1 2 3", "ref": "1 2 3", "hyp": "1 2 3"}
+    assert evaluate(CopyModel(), FakeDataset(SENTENCES), "test", limit=3)["n_sentences"] == 3
+
+
+def test_translate_matches_greedy_and_ignores_batching():
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig.from_preset("tiny", src_vocab_size=14,
+                                                      tgt_vocab_size=14)).eval()
+    with torch.no_grad():
+        model.tgt_embed.weight[EOS] *= 6  # some outputs end early
+    tok = WordTokenizer()
+    batched = translate(model, tok, SENTENCES, beam_size=1, max_tokens=100)
+    for sentence, out in zip(SENTENCES, batched):
+        src = torch.tensor([tok.encode(sentence) + [EOS]])
+        assert out == tok.decode(greedy_decode(model, src)[0].tolist())
+    beams = translate(model, tok, SENTENCES, beam_size=3, max_tokens=100)
+    assert beams == [translate(model, tok, [s], beam_size=3)[0] for s in SENTENCES]
+
+
+def test_evaluate_on_copy_task():
+    data = pytest.importorskip("transformer.data")
+    dataset = data.load_dataset("copy")
+    model = CopyModel(dataset.tokenizer.vocab_size)
+    result = evaluate(model, dataset, "test", beam_size=2, limit=40, max_tokens=500)
+    assert result["n_sentences"] == 40
+    assert result["sacrebleu"] == pytest.approx(100.0)
+    assert result["perplexity"] == pytest.approx(copy_ppl(dataset.tokenizer.vocab_size), rel=1e-5)
+    assert perplexity(model, dataset, "val", max_tokens=500)[1] > 0

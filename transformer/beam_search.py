@@ -1,0 +1,146 @@
+"""Beam search with the GNMT length penalty (Section 6.1).
+
+"We used beam search with a beam size of 4 and length penalty alpha = 0.6 ... We set the maximum
+output length during inference to input length + 50, but terminate early when possible."
+
+Finished hypotheses are ranked by (Wu et al., 2016)
+
+    score(Y) = log P(Y | X) / lp(Y),    lp(Y) = ((5 + |Y|) / 6) ** alpha
+
+with |Y| the number of generated tokens, EOS included.  All B source rows are searched at once
+as B*K decoder rows (K = beam_size) sharing one ``DecoderCache``, so a step feeds one token per
+row.  At every step, for each source row:
+
+1. every extension of the K live hypotheses is scored: (K, V) cumulative log-probabilities;
+2. the 2K best candidates are kept; those ending in EOS *among the first K* finish: they are
+   scored with lp and never extended again;
+3. the K best candidates not ending in EOS are the new live beam (cache rows reordered).
+
+A row stops ("terminate early when possible") as soon as
+
+(a) K hypotheses have finished: the beam holds only finished hypotheses, the textbook end of
+    beam search (as in fairseq); this also makes ``beam_size=1`` exactly greedy decoding;
+(b) no live hypothesis can still beat the best finished one: log-probabilities only fall as
+    tokens are added and lp only grows, so a live hypothesis can at best reach
+    log P(prefix) / lp(max length), the bound tensor2tensor uses.  This rule never changes the
+    answer, it only saves steps; or
+(c) its maximum length (source length + 50) is reached: live hypotheses finish without EOS.
+
+Rows that stop leave the batch, so late steps only pay for the rows still searching.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .model import Transformer
+
+Hypothesis = tuple[list[int], float, float]  # (tokens without BOS/EOS, score, log-probability)
+
+
+def length_penalty(length, alpha: float):
+    """GNMT length penalty lp = ((5 + length) / 6) ** alpha; 1 when length = 1 or alpha = 0."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+@torch.no_grad()
+def beam_search(model: Transformer, src: torch.Tensor, beam_size: int = 4, alpha: float = 0.6,
+                max_len_offset: int = 50, max_len: int | None = None, *,
+                return_scores: bool = False, use_cache: bool = True):
+    """Translate a batch ``src`` (B, S) (tokens + EOS, right-padded) with beam search.
+
+    Returns the best hypothesis per row, ``list[list[int]]`` without BOS/EOS.  A row may
+    generate (EOS included) at most its non-pad source length (its EOS included) +
+    ``max_len_offset`` tokens, or ``max_len`` tokens when given.  ``return_scores=True``
+    returns instead, per row, up to ``beam_size`` finished hypotheses ``(tokens, score,
+    log_prob)``, best first (an n-best list; rule (b) may stop a row before K have finished).
+    ``use_cache=False`` feeds the whole prefix every step (slow; a reference for tests).
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0 (the early-stop bound assumes it), got {alpha}")
+    was_training = model.training
+    model.eval()
+    try:
+        nbest = _search(model, src, beam_size, alpha, max_len_offset, max_len, use_cache)
+    finally:
+        model.train(was_training)
+    if return_scores:
+        return nbest
+    return [hyps[0][0] if hyps else [] for hyps in nbest]
+
+
+def _search(model, src, K, alpha, max_len_offset, max_len, use_cache) -> list[list[Hypothesis]]:
+    c, B, device = model.config, src.size(0), src.device
+    if max_len is None:
+        limits = ((src != c.pad_id).sum(1) + max_len_offset).tolist()
+    else:
+        limits = [max_len] * B
+    if c.positional == "learned":  # a learned table has no position beyond max_len - 1
+        limits = [min(n, c.max_len) for n in limits]
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    rows = list(range(B))  # source row of each row still searching
+
+    memory = model.encode(src).repeat_interleave(K, dim=0)  # (B*K, S, d_model)
+    src_mask = model.padding_mask(src).repeat_interleave(K, dim=0)  # (B*K, 1, 1, S)
+    cache = model.new_cache() if use_cache else None
+    ys = torch.full((B * K, 1), c.bos_id, dtype=torch.long, device=device)  # (n*K, t) BOS+prefix
+    scores = torch.zeros(B, K, device=device)  # (n, K) log P(prefix) of the live hypotheses
+    scores[:, 1:] = float("-inf")  # the K start hypotheses are the same: keep one
+
+    for step in range(1, max(limits, default=0) + 1):  # step = |Y| once this token is added
+        n = len(rows)
+        logits = model.decode(ys[:, -1:] if use_cache else ys, memory, src_mask, cache)[:, -1]
+        logp = logits.float().log_softmax(-1)  # (n*K, V)
+        V = logp.size(-1)
+        cand = (scores.view(-1, 1) + logp).view(n, K * V)  # every extension of every hypothesis
+        top, idx = cand.topk(min(2 * K, K * V), dim=1)  # (n, 2K) best first
+        beam, token = idx // V, idx % V
+        is_eos = token == c.eos_id  # at most K of them: one EOS per hypothesis
+
+        # live beam: the K best candidates not ending in EOS (a stable sort moves EOS back)
+        keep = torch.sort(is_eos.to(torch.uint8), dim=1, stable=True).indices[:, :K]  # (n, K)
+        live_scores = top.gather(1, keep)
+        origin = (torch.arange(n, device=device)[:, None] * K + beam.gather(1, keep)).view(-1)
+        new_ys = torch.cat([ys[origin], token.gather(1, keep).view(-1, 1)], dim=1)
+
+        # finished: EOS candidates ranked within the K best; the prefix is ys without BOS
+        lp = length_penalty(step, alpha)
+        ended = (is_eos[:, :K] & top[:, :K].isfinite()).nonzero().tolist()
+        if ended:
+            top_list, beam_list = top.tolist(), beam.tolist()
+            for r, j in ended:
+                logprob = top_list[r][j]
+                prefix = ys[r * K + beam_list[r][j], 1:].tolist()
+                finished[rows[r]].append((prefix, logprob / lp, logprob))
+
+        done = []
+        best_live = live_scores[:, 0].tolist()
+        for r, row in enumerate(rows):
+            hyps = finished[row]
+            if step >= limits[row]:  # (c) out of length: the live hypotheses finish as they are
+                for j, logprob in enumerate(live_scores[r].tolist()):
+                    if logprob > float("-inf"):
+                        hyps.append((new_ys[r * K + j, 1:].tolist(), logprob / lp, logprob))
+                done.append(r)
+            elif len(hyps) >= K:  # (a) the beam is full of finished hypotheses
+                done.append(r)
+            elif hyps and max(h[1] for h in hyps) >= (
+                    best_live[r] / length_penalty(limits[row], alpha)):  # (b) nobody can win
+                done.append(r)
+
+        if done:  # drop finished rows from the batch
+            alive = sorted(set(range(n)) - set(done))
+            if not alive:
+                break
+            keep_rows = torch.tensor(alive, device=device)
+            block = (keep_rows[:, None] * K + torch.arange(K, device=device)).view(-1)
+            rows = [rows[r] for r in alive]
+            origin, new_ys, live_scores = origin[block], new_ys[block], live_scores[keep_rows]
+            memory, src_mask = memory[block], src_mask[block]  # same rows for all K beams
+        if cache is not None:
+            cache.reorder(origin, cross=bool(done))  # a sentence's beams share its memory
+        ys, scores = new_ys, live_scores
+
+    return [sorted(hyps, key=lambda h: -h[1])[:K] for hyps in finished]
