@@ -1,0 +1,72 @@
+"""The two run profiles: ``cpu`` (small, minutes on a laptop or CI) and ``gpu`` (paper-sized).
+
+``PROFILE`` is ``"gpu"`` when CUDA is available and ``"cpu"`` otherwise; the environment variable
+``TRANSFORMER_PROFILE`` (``cpu`` or ``gpu``) overrides it.  Notebooks print ``banner()`` first so
+every stored output says which profile and which hardware produced it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+PROFILES = ("cpu", "gpu")
+
+
+def resolve_profile(value: str | None = None) -> str:
+    """The profile named by ``value``, else by ``TRANSFORMER_PROFILE``, else by the hardware."""
+    value = os.environ.get("TRANSFORMER_PROFILE") if value is None else value
+    if not value:
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    value = value.strip().lower()
+    if value not in PROFILES:
+        raise ValueError(f"TRANSFORMER_PROFILE must be one of {PROFILES}, got {value!r}")
+    if value == "gpu" and not torch.cuda.is_available():
+        raise RuntimeError("TRANSFORMER_PROFILE=gpu, but torch.cuda.is_available() is False")
+    return value
+
+
+def __getattr__(name: str):
+    # ``PROFILE`` is resolved when first asked for, so that importing this module never fails
+    # because of the environment; asking for it with a bad TRANSFORMER_PROFILE raises clearly.
+    if name == "PROFILE":
+        return resolve_profile()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def device(profile: str | None = None) -> torch.device:
+    """``cuda`` for the gpu profile, ``cpu`` otherwise."""
+    return torch.device("cuda" if (profile or resolve_profile()) == "gpu" else "cpu")
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> str:
+    """A one-line description of the machine: accelerator or CPU, threads, torch version."""
+    if torch.cuda.is_available():
+        where = f"GPU {torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    else:
+        where = f"CPU {_cpu_name()} ({torch.get_num_threads()} threads)"
+    return f"{where}, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def describe() -> tuple[str, str]:
+    """(profile name, hardware description)."""
+    return resolve_profile(), hardware()
+
+
+def banner() -> str:
+    """The sentence each notebook prints at the top."""
+    name, where = describe()
+    return f"Outputs produced with profile {name!r} on {where}."
