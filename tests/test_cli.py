@@ -1,0 +1,100 @@
+"""``python -m transformer``: train a tiny model, then translate, average and evaluate with it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from transformer.cli import build_parser, train_config_from_args
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def cli(*args, stdin=None, timeout=120):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "transformer", *args], input=stdin, cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{args[0]} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def test_train_then_translate_average_and_evaluate(tmp_path):
+    run = tmp_path / "run"
+    out = cli("train", "--dataset", "copy", "--preset", "tiny", "--set", "dropout=0.0",
+              "--max-tokens", "1024", "--tokens-per-step", "0", "--warmup", "50",
+              "--lr-scale", "0.25", "--max-steps", "40", "--log-every", "10",
+              "--eval-every", "0", "--save-every", "20", "--run-dir", str(run), "--no-progress")
+    summary = json.loads(out[out.index("{"):])
+    assert summary["steps"] == 40 and Path(summary["checkpoint"]).exists()
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    train_log = [r for r in log if r["kind"] == "train"]
+    assert train_log[-1]["loss"] < train_log[0]["loss"]
+
+    hyps = cli("translate", "--checkpoint", summary["checkpoint"], "--beam", "2",
+               stdin="1 2 3\n\n4 5 6 7\n").splitlines()
+    assert len(hyps) == 3 and hyps[1] == "" and hyps[0] and hyps[2]
+
+    avg = tmp_path / "avg.pt"
+    assert "averaged 2 checkpoints" in cli("average", "--last", "2", "--run-dir", str(run),
+                                           "--out", str(avg))
+    report = cli("evaluate", "--checkpoint", str(avg), "--split", "test", "--beam", "1",
+                 "--limit", "20", "--json", str(tmp_path / "eval.json"))
+    assert "sacreBLEU" in report and "nrefs:1" in report and "perplexity" in report
+    scores = json.loads((tmp_path / "eval.json").read_text())
+    assert scores["n_sentences"] == 20 and scores["perplexity"] > 1
+
+
+def test_errors_are_reported_without_a_traceback(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "transformer", "translate", "--checkpoint",
+                           str(bad)], input="", cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1
+    assert "truncated or corrupt" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_options_reach_the_train_and_model_configs():
+    args = build_parser().parse_args([
+        "train", "--preset", "base", "--dataset", "multi30k", "--src", "de", "--tgt", "en",
+        "--d-model", "256", "--n-layers", "3", "--dropout", "0.2", "--no-share-embeddings",
+        "--set", "d_ff=512", "--set", "warmup=100", "--max-tokens", "2000",
+        "--tokens-per-step", "0", "--time-budget", "1.5", "--compile"])
+    cfg = train_config_from_args(args)
+    assert (cfg.preset, cfg.dataset, cfg.src, cfg.tgt) == ("base", "multi30k", "de", "en")
+    assert cfg.model == {"d_model": 256, "n_layers": 3, "dropout": 0.2,
+                         "share_embeddings": False, "d_ff": 512}
+    assert (cfg.warmup, cfg.max_tokens, cfg.tokens_per_step, cfg.time_budget, cfg.compile) == (
+        100, 2000, None, 1.5, True)
+    with pytest.raises(SystemExit):
+        train_config_from_args(build_parser().parse_args(["train", "--set", "nonsense=1"]))
+
+
+def test_reproduce_writes_a_results_file(tmp_path):
+    from transformer.data import load_dataset
+    from transformer.reproduce import reproduce
+
+    data = load_dataset("numbers", n_train=300, n_val=20, n_test=20)
+    result = reproduce("cpu", time_budget=0.02, results_dir=tmp_path / "results",
+                       runs_dir=tmp_path / "runs", dataset=data, limit=5, preset="tiny",
+                       max_tokens=512, eval_every=None, log_every=5)
+    saved = json.loads((tmp_path / "results" / "numbers-en-de-cpu.json").read_text())
+    assert saved["run"] == result["run"] == "numbers-en-de-cpu"
+    for key in ("model_config", "train_config", "training", "bleu", "perplexity", "samples",
+                "timings", "environment"):
+        assert key in saved, key
+    assert "sacrebleu_signature" in saved["bleu"] and saved["decoding"]["n_sentences"] == 5
+    assert saved["training"]["steps"] >= 1 and saved["environment"]["torch"]

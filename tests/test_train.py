@@ -1,0 +1,119 @@
+"""The training loop: it learns, it stops on NaN, label smoothing leaves padding out."""
+
+import json
+
+import pytest
+import torch
+
+from transformer import Transformer, TransformerConfig
+from transformer.data import load_dataset
+from transformer.loss import evaluate_loss, token_losses
+from transformer.train import TrainConfig, micro_batches_per_step, train
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and 2 shared cores do not thrash)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def copy_data():
+    return load_dataset("copy", n_train=2000, n_val=100, n_test=100)
+
+
+def tiny(tmp_path, **kw) -> TrainConfig:
+    fields = dict(dataset="copy", preset="tiny", model={"dropout": 0.0}, max_tokens=1024,
+                  tokens_per_step=None, warmup=50, lr_scale=0.25, log_every=10, eval_every=None,
+                  save_every_minutes=None, run_dir=str(tmp_path / "run"), progress=False)
+    return TrainConfig(**{**fields, **kw})
+
+
+def records(run_dir, kind="train"):
+    lines = (run_dir / "log.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def test_loss_drops_on_the_copy_task(tmp_path, copy_data):
+    summary = train(tiny(tmp_path, max_steps=60), copy_data)
+    logged = records(tmp_path / "run")
+    assert [r["step"] for r in logged] == [1, 10, 20, 30, 40, 50, 60]
+    assert logged[-1]["loss"] < logged[0]["loss"] - 1.0
+    for r in logged:
+        assert {"loss", "ppl", "lr", "grad_norm", "tokens_per_s", "wall_time", "epoch"} <= set(r)
+        assert r["tokens_per_s"] > 0 and r["grad_norm"] > 0
+    val = records(tmp_path / "run", "val")
+    assert len(val) == 1 and val[0]["step"] == 60
+    assert summary["stopped"] == "max_steps" and summary["steps"] == 60
+    seen = [b for e in range(4) for b in copy_data.batches("train", 1024, epoch=e)][:60]
+    assert summary["tokens"] == sum(b.n_tgt_tokens for b in seen)  # epochs roll over
+    assert (tmp_path / "run" / "summary.json").exists()
+    assert (tmp_path / "run" / "config.json").exists()
+
+
+def test_nan_guard_stops_with_a_clear_message(tmp_path, copy_data):
+    cfg = tiny(tmp_path, max_steps=20, log_every=1, lr_scale=float("inf"))
+    with pytest.raises(FloatingPointError) as err:
+        train(cfg, copy_data)
+    message = str(err.value)
+    assert "NaN or infinite at step 2" in message  # step 1's update broke the weights
+    assert "--lr-scale" in message and "--warmup" in message and "log.jsonl" in message
+
+
+def test_time_budget_and_epoch_limits(tmp_path, copy_data):
+    s = train(tiny(tmp_path, time_budget=1e-6, log_every=5), copy_data)
+    assert s["stopped"] == "time_budget" and s["steps"] == 1  # checked at the first log step
+    s = train(tiny(tmp_path, max_epochs=1, accum=4, overwrite=True), copy_data)
+    n = len(copy_data.batches("train", 1024))
+    assert s["stopped"] == "max_epochs" and s["steps"] == -(-n // 4) and s["epochs"] == 1.0
+
+
+def test_a_fresh_run_refuses_a_run_dir_with_checkpoints(tmp_path, copy_data):
+    train(tiny(tmp_path, max_steps=2), copy_data)
+    with pytest.raises(FileExistsError, match="--resume auto"):
+        train(tiny(tmp_path, max_steps=2), copy_data)
+
+
+def test_label_smoothing_ignores_padding():
+    torch.manual_seed(0)
+    c = TransformerConfig.from_preset("tiny", src_vocab_size=30, tgt_vocab_size=30,
+                                      label_smoothing=0.1)
+    model = Transformer(c).eval()
+    rows = [([5, 6, 7, 2], [1, 8, 9], [8, 9, 2]), ([5, 2], [1, 8, 9, 10, 11], [8, 9, 10, 11, 2])]
+
+    def pad(seqs):
+        out = torch.zeros(len(seqs), max(map(len, seqs)), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            out[i, : len(s)] = torch.tensor(s)
+        return out
+
+    src, tgt_in, tgt_out = (pad([r[i] for r in rows]) for i in range(3))
+    batch_loss, logits = token_losses(model, src, tgt_in, tgt_out, c)
+    alone = sum(token_losses(model, pad([s]), pad([ti]), pad([to]), c)[0] for s, ti, to in rows)
+    assert batch_loss.item() == pytest.approx(alone.item(), rel=1e-5)
+    # padded positions get no gradient
+    logits.retain_grad()
+    batch_loss.backward()
+    assert logits.grad[0, 3:].abs().max() == 0 and logits.grad[0, :3].abs().max() > 0
+
+
+def test_evaluate_loss_reports_perplexity_of_the_unsmoothed_nll(copy_data):
+    model = Transformer(TransformerConfig.from_preset(
+        "tiny", src_vocab_size=copy_data.tokenizer.vocab_size,
+        tgt_vocab_size=copy_data.tokenizer.vocab_size))
+    m = evaluate_loss(model, copy_data, "val", 2048)
+    assert m["ppl"] == pytest.approx(torch.tensor(m["nll"]).exp().item())
+    assert m["loss"] > m["nll"] > 0  # smoothing adds the uniform term: higher than the NLL here
+    assert m["tokens"] == sum(b.n_tgt_tokens for b in copy_data.batches("val", 2048))
+
+
+def test_tokens_per_step_sets_the_number_of_micro_batches(copy_data):
+    batches = copy_data.batches("train", 512, shuffle=False)
+    mean = sum(b.n_tgt_tokens for b in batches) / len(batches)
+    cfg = TrainConfig(max_tokens=512, tokens_per_step=round(6 * mean))
+    assert micro_batches_per_step(cfg, copy_data, world_size=1) == 6
+    assert micro_batches_per_step(cfg, copy_data, world_size=2) == 3
+    assert micro_batches_per_step(TrainConfig(tokens_per_step=None, accum=5), copy_data, 1) == 5

@@ -1,0 +1,267 @@
+"""Checkpoints: atomic saving, strict loading, exact resumption, averaging (Section 6.1).
+
+A checkpoint is one ``torch.save`` file holding everything needed to continue training or to
+translate: the model weights and config, the tokenizer (its file's bytes), the optimizer and
+scheduler, the step, every rank's random-number-generator states and the data position
+(epoch, next batch).  Layout of a run directory::
+
+    <run_dir>/checkpoints/step_00001000.pt   one per save, the last ``keep_last`` kept
+
+The paper's base model is evaluated with the average of its last 5 checkpoints, written
+every 10 minutes (Section 6.1); ``average_checkpoints`` does that averaging.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .config import TransformerConfig
+from .model import Transformer
+
+FORMAT = "transformer-checkpoint/1"
+_STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used, with what is wrong and what to do."""
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    return checkpoint_dir(run_dir) / f"step_{step:08d}.pt"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The run's step checkpoints, oldest first."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_FILE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    paths = list_checkpoints(run_dir)
+    return paths[-1] if paths else None
+
+
+def save_checkpoint(state: dict, path: str | Path) -> Path:
+    """Write ``state`` to ``path`` atomically: a crash mid-write leaves the old file or none.
+
+    Writes a temporary file in the same directory, flushes it to disk, then renames it over
+    ``path`` (``os.replace`` is atomic on one file system).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory
+    return path
+
+
+def prune_checkpoints(run_dir: str | Path, keep_last: int) -> list[Path]:
+    """Delete all but the newest ``keep_last`` step checkpoints; return the deleted paths."""
+    if keep_last <= 0:
+        return []
+    old = list_checkpoints(run_dir)[:-keep_last]
+    for p in old:
+        p.unlink(missing_ok=True)
+    return old
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Read a checkpoint, or raise ``CheckpointError`` saying what is wrong and what to do."""
+    path = Path(path)
+    if not path.is_file():
+        hint = ""
+        if path.is_dir():
+            found = list_checkpoints(path) or list_checkpoints(path.parent)
+            hint = f" It is a directory; did you mean {found[-1]}?" if found else ""
+        raise CheckpointError(f"checkpoint {path}: no such file.{hint}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()] or [""]
+        reason = next((x for x in lines if "Unpickler error" in x), lines[0])
+        raise CheckpointError(
+            f"checkpoint {path} ({path.stat().st_size} bytes) cannot be read: "
+            f"{type(e).__name__}: {reason}\n"
+            "The file is truncated or corrupt (a copy cut short, a disk that filled up, or "
+            "a file not written by this project). Use an earlier checkpoint from "
+            f"{path.parent} or copy the file again."
+        ) from e
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(
+            f"checkpoint {path} is not a checkpoint of this project (format {found!r}, "
+            f"expected {FORMAT!r}). Write checkpoints with `python -m transformer train` "
+            "or `python -m transformer average`."
+        )
+    missing = {"model", "model_config"} - state.keys()
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}; it is incomplete.")
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# model weights and config
+
+def check_config(state: dict, config: TransformerConfig, path: str | Path = "checkpoint") -> None:
+    """Raise ``CheckpointError`` if the checkpoint was trained with another model config."""
+    saved, current = state["model_config"], config.to_dict()
+    diff = {k: (saved.get(k), current.get(k)) for k in saved.keys() | current.keys()
+            if saved.get(k) != current.get(k)}
+    if diff:
+        lines = "\n".join(f"  {k}: checkpoint {a!r}, current {b!r}" for k, (a, b) in sorted(
+            diff.items()))
+        raise CheckpointError(
+            f"checkpoint {path} was written for a different model:\n{lines}\n"
+            "Resume with the same --preset and model options (they are stored in the "
+            "checkpoint), or start a new run in another --run-dir."
+        )
+
+
+def load_model_state(model: torch.nn.Module, state_dict: dict, path: str | Path = "checkpoint"):
+    """Strict ``load_state_dict``: every parameter present, nothing extra, shapes equal."""
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"checkpoint {path}: its weights do not fit the model ({e}). "
+            "Nothing was loaded partially; rebuild the model from the checkpoint's "
+            "model_config (transformer.checkpoint.load_model does)."
+        ) from e
+
+
+def build_model(state: dict, path: str | Path = "checkpoint", device="cpu") -> Transformer:
+    """The model a checkpoint describes, with its weights, in eval mode."""
+    try:
+        config = TransformerConfig.from_dict(state["model_config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path}: its model_config is invalid: {e}") from e
+    model = Transformer(config)
+    load_model_state(model, state["model"], path)
+    return model.to(device).eval()
+
+
+def load_model(path: str | Path, device="cpu"):
+    """Rebuild ``(model, tokenizer, state)`` from one checkpoint file, ready to translate."""
+    state = load_checkpoint(path)
+    return build_model(state, path, device), load_tokenizer(state, path), state
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenizer: stored inside the checkpoint so that one file is enough to translate
+
+def tokenizer_record(tokenizer, source: str | Path | None = None) -> dict:
+    """The tokenizer's saved file as bytes, with a digest identifying it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "tokenizer.json"
+        tokenizer.save(file)
+        blob = file.read_bytes() if file.is_file() else None
+    return {"blob": blob, "sha256": hashlib.sha256(blob).hexdigest() if blob else None,
+            "path": None if source is None else str(source),
+            "vocab_size": int(tokenizer.vocab_size)}
+
+
+def load_tokenizer(state: dict, path: str | Path = "checkpoint"):
+    record = state.get("tokenizer") or {}
+    from .data import SubwordTokenizer  # imported late: the model needs no data package
+
+    if record.get("blob"):
+        with tempfile.TemporaryDirectory() as tmp:
+            file = Path(tmp) / "tokenizer.json"
+            file.write_bytes(record["blob"])
+            return SubwordTokenizer.load(file)
+    if record.get("path") and Path(record["path"]).exists():
+        return SubwordTokenizer.load(record["path"])
+    raise CheckpointError(f"checkpoint {path} holds no tokenizer; it cannot translate text.")
+
+
+# ---------------------------------------------------------------------------------------------
+# random-number generators (dropout masks): saved per rank so a resumed run repeats exactly
+
+def rng_state() -> dict:
+    """Python's and torch's generators, and the current CUDA device's (one per rank)."""
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoint averaging (Section 6.1)
+
+def average_checkpoints(paths) -> dict:
+    """The element-wise mean of the model parameters of ``paths`` (a model ``state_dict``).
+
+    Section 6.1: "For the base models, we used a single model obtained by averaging the last
+    5 checkpoints".  Every checkpoint must hold the same model config and parameter shapes.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("average_checkpoints needs at least one checkpoint")
+    first = load_checkpoint(paths[0])
+    total = {k: v.detach().double().clone() if v.is_floating_point() else v
+             for k, v in first["model"].items()}
+    for path in paths[1:]:
+        state = load_checkpoint(path)
+        check_config(state, TransformerConfig.from_dict(first["model_config"]), path)
+        if state["model"].keys() != total.keys():
+            raise CheckpointError(f"checkpoint {path} has other parameters than {paths[0]}")
+        for k, v in state["model"].items():
+            if v.is_floating_point():
+                total[k] += v.double()
+    dtypes = {k: v.dtype for k, v in first["model"].items()}
+    return {k: (v / len(paths)).to(dtypes[k]) if v.is_floating_point() else v
+            for k, v in total.items()}
+
+
+def write_average(paths, out: str | Path) -> Path:
+    """Average ``paths`` into one checkpoint at ``out`` that ``translate``/``evaluate`` load.
+
+    It keeps the last checkpoint's config, tokenizer and data description, and no optimizer
+    state (an average is for decoding, not for resuming).
+    """
+    paths = [Path(p) for p in paths]
+    last = load_checkpoint(paths[-1])
+    state = {k: v for k, v in last.items() if k in (
+        "format", "model_config", "tokenizer", "data", "train_config", "step", "torch")}
+    state["model"] = average_checkpoints(paths)
+    state["averaged_from"] = [str(p) for p in paths]
+    return save_checkpoint(state, out)
