@@ -59,7 +59,9 @@ def sacrebleu_score(hyps: Sequence[str], refs: Sequence[str], *, tokenize: str =
     Returns ``(score, signature)``, e.g. ``"nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|..."``.
     """
     _check(hyps, refs)
-    bleu = BLEU(tokenize=tokenize, lowercase=lowercase)
+    # force: Multi30k's raw references already end in " .", which would trip sacrebleu's
+    # "forgot to detokenize" warning on every evaluation; the signature does not change
+    bleu = BLEU(tokenize=tokenize, lowercase=lowercase, force=True)
     score = bleu.corpus_score(list(hyps), [list(refs)]).score
     return score, str(bleu.get_signature())
 
@@ -77,7 +79,7 @@ def tokenized_bleu(hyps: Sequence[str], refs: Sequence[str], *, split_compounds:
         lines = [tokenize(line, tokenizer) for line in lines]
         return [compound_split(line) for line in lines] if split_compounds else lines
 
-    bleu = BLEU(tokenize="none", lowercase=lowercase)
+    bleu = BLEU(tokenize="none", lowercase=lowercase, force=True)  # tokenized on purpose
     score = bleu.corpus_score(prepare(hyps), [prepare(refs)]).score
     steps = f"pretok:{tokenizer}" + ("+compound-split" if split_compounds else "")
     return score, f"{steps}|{bleu.get_signature()}"

@@ -23,9 +23,8 @@ import os
 import time
 from pathlib import Path
 
-import torch
-
 from . import checkpoint as ckpt
+from .profile import resolve_profile
 from .runtime import environment, pick_device
 from .train import TrainConfig, train
 
@@ -78,10 +77,7 @@ def reproduce(profile: str | None = None, time_budget: float | None = None, data
     from .cli import evaluate_checkpoint, print_evaluation
 
     t0 = time.time()
-    profile = profile or os.environ.get("TRANSFORMER_PROFILE") or (
-        "gpu" if torch.cuda.is_available() else "cpu")
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be cpu or gpu, got {profile!r}")
+    profile = resolve_profile(profile)
     budget = time_budget or os.environ.get("TRANSFORMER_TIME_BUDGET")
     if dataset is None:
         dataset, data_note = pick_data(data_dir)
