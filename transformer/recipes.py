@@ -1,0 +1,188 @@
+"""The notebooks' training run: train the model of a profile once, reuse it afterwards.
+
+    run = notebook_run()            # trains (cpu: ~2.5 minutes) or reuses a finished run
+    run.model, run.tokenizer, run.dataset, run.run_dir, run.summary, run.reused
+
+Notebook 06 trains this run and notebook 07 evaluates it; both call ``notebook_run`` so they
+agree on the run directory and the settings.  A run is *finished* when its ``summary.json``
+names a checkpoint that exists and its ``config.json`` holds the same training settings as
+asked for now; a finished run is reused, never retrained silently.
+
+* ``cpu``: a small model (N=2, d_model=128, d_ff=512, h=4, 1.9M parameters) for 900 steps
+  (about 2.5 minutes on an idle 2-core machine; a fixed step count makes the numbers the same
+  on every machine, and a 5-minute time budget stops it early on a slow or busy one), with
+  batches of at most 1024 tokens, a 400-step warm-up and no
+  dropout (a run this short sees the data about once: nothing to over-fit, and dropout only
+  slows learning); a partial or mismatched run is retrained from scratch (it is short).
+  These settings came out best of a few tried on Multi30k at equal steps (3 vs 2 layers,
+  dropout 0.1 vs 0, batches of 2048 vs 1024 tokens, warm-up 200 vs 400).
+* ``gpu``: the paper's base model and recipe, with the settings ``make reproduce`` uses
+  (``transformer.reproduce.PROFILES["gpu"]``); an interrupted run is resumed from its latest
+  checkpoint; a run dir trained with other settings is an error, not a silent retraining.
+
+Run directories live in ``<repo>/runs/`` (git-ignored) or under ``$TRANSFORMER_RUNS_DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import checkpoint as ckpt
+from .profile import device as profile_device
+from .profile import resolve_profile
+from .reproduce import PROFILES as REPRODUCE_PROFILES
+from .reproduce import best_checkpoints, best_val_step, pick_data
+from .train import TrainConfig, train
+
+RUNS_DIR_ENV = "TRANSFORMER_RUNS_DIR"
+
+NOTEBOOK_PROFILES = {
+    "cpu": dict(preset="small", model=dict(n_layers=2, d_model=128, d_ff=512, n_heads=4,
+                                           dropout=0.0),
+                max_tokens=1024, tokens_per_step=None, accum=1, warmup=400, lr_scale=1.0,
+                max_steps=900, time_budget=5.0, log_every=5, eval_every=100, save_every=50,
+                save_every_minutes=None, keep_last=5),
+    "gpu": dict(REPRODUCE_PROFILES["gpu"]),
+}
+# TrainConfig fields that do not change what is trained
+_VOLATILE = {"run_dir", "overwrite", "resume", "progress", "data_dir"}
+
+
+def runs_dir() -> Path:
+    """``$TRANSFORMER_RUNS_DIR``, else ``<repo>/runs`` in a checkout, else ``./runs``."""
+    env = os.environ.get(RUNS_DIR_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "pyproject.toml").is_file():
+        return repo / "runs"
+    return Path("runs").resolve()
+
+
+_DATA_CACHE: dict = {}
+
+
+def notebook_dataset(data_dir=None):
+    """``(dataset, note)``: Multi30k de->en when available, else the numbers task (cached)."""
+    key = None if data_dir is None else str(data_dir)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = pick_data(data_dir)
+    return _DATA_CACHE[key]
+
+
+def notebook_config(profile: str, dataset, data_dir=None) -> TrainConfig:
+    """The training settings of the notebook run of ``profile`` on ``dataset``."""
+    name = f"notebook-{dataset.name}-{dataset.src_lang}-{dataset.tgt_lang}-{profile}"
+    return TrainConfig(dataset=dataset.name, src=dataset.src_lang, tgt=dataset.tgt_lang,
+                       data_dir=None if data_dir is None else str(data_dir),
+                       run_dir=str(runs_dir() / name), **NOTEBOOK_PROFILES[profile])
+
+
+def _settings(train_config: dict) -> dict:
+    return {k: v for k, v in train_config.items() if k not in _VOLATILE}
+
+
+def run_status(cfg: TrainConfig) -> tuple[str, dict | None]:
+    """``("finished", summary)``, ``("partial", None)``, ``("other", None)`` (trained with
+    other settings) or ``("missing", None)`` for the run dir of ``cfg``."""
+    run_dir = Path(cfg.run_dir)
+    config_file, summary_file = run_dir / "config.json", run_dir / "summary.json"
+    if not config_file.is_file() and not ckpt.list_checkpoints(run_dir):
+        return "missing", None
+    try:
+        saved = json.loads(config_file.read_text())["train_config"]
+    except (OSError, ValueError, KeyError):
+        return "other", None
+    if _settings(saved) != _settings(json.loads(json.dumps(cfg.to_dict()))):
+        return "other", None
+    if summary_file.is_file():
+        summary = json.loads(summary_file.read_text())
+        if Path(summary.get("checkpoint", "")).is_file():
+            return "finished", summary
+    return "partial", None
+
+
+@dataclass
+class NotebookRun:
+    """A finished notebook run: its model (the checkpoint with the best validation loss, in
+    eval mode), data, directory and summary."""
+
+    profile: str
+    model: object
+    tokenizer: object
+    dataset: object
+    data_note: str
+    run_dir: Path
+    checkpoint: Path
+    summary: dict
+    reused: bool
+    config: TrainConfig = field(repr=False)
+
+    def log(self, kind: str | None = None) -> list[dict]:
+        """The records of ``log.jsonl`` ("train" and "val"), optionally of one kind."""
+        lines = (self.run_dir / "log.jsonl").read_text().splitlines()
+        records = [json.loads(x) for x in lines if x.strip()]
+        return [r for r in records if kind is None or r["kind"] == kind]
+
+    def checkpoints(self) -> list[Path]:
+        """The step checkpoints the run kept, oldest first."""
+        return ckpt.list_checkpoints(self.run_dir)
+
+
+def notebook_run(profile: str | None = None, *, train_if_missing: bool = True,
+                 retrain: bool = False, data_dir=None, device=None) -> NotebookRun:
+    """The notebook model of ``profile`` (default: ``transformer.profile``'s choice).
+
+    Reuses a finished run; otherwise trains it when ``train_if_missing`` (the gpu profile
+    resumes an interrupted run), else raises ``FileNotFoundError`` saying what to run.
+    ``retrain=True`` starts afresh even when a finished run exists.
+    """
+    profile = resolve_profile(profile)
+    dataset, note = notebook_dataset(data_dir)
+    cfg = notebook_config(profile, dataset, data_dir)
+    status, summary = run_status(cfg)
+    run_dir = Path(cfg.run_dir)
+    if retrain or status != "finished":
+        if not train_if_missing:
+            raise FileNotFoundError(
+                f"no finished notebook run in {run_dir} ({status}). Execute "
+                "notebooks/06_training.ipynb first, or in Python: "
+                f"`from transformer.recipes import notebook_run; notebook_run({profile!r})`.")
+        if status == "other" and profile == "gpu" and not retrain:
+            raise FileExistsError(
+                f"{run_dir} holds a run trained with other settings; delete it (or move it) "
+                "or call notebook_run('gpu', retrain=True) to train the base model afresh.")
+        resume = status == "partial" and profile == "gpu" and not retrain
+        cfg.overwrite, cfg.resume = not resume, "auto" if resume else None
+        if resume:
+            print(f"resuming the interrupted run in {run_dir} from "
+                  f"{ckpt.latest_checkpoint(run_dir).name}")
+        (run_dir / "summary.json").unlink(missing_ok=True)
+        summary = train(cfg, dataset)
+        reused = False
+    else:
+        reused = True
+        print(f"reusing the finished run in {run_dir}: {summary['steps']} steps, "
+              f"{summary['wall_time']:.0f} s of training, checkpoint "
+              f"{Path(summary['checkpoint']).name} (notebook_run(retrain=True) trains afresh)")
+    if summary.get("stopped") == "time_budget" and cfg.max_steps:
+        print(f"note: this run stopped at its time budget ({cfg.time_budget} min) after "
+              f"{summary['steps']} of {cfg.max_steps} steps: the machine was slow or busy. "
+              "notebook_run(retrain=True) tries again.")
+    # the model to evaluate: the kept checkpoint with the best validation loss (the last one,
+    # unless the run went on past its best, as the gpu profile's early stopping does)
+    chosen = best_checkpoints(run_dir, best_val_step(run_dir), 1)
+    path = chosen[0] if chosen else Path(summary["checkpoint"])
+    if path.name != Path(summary["checkpoint"]).name:
+        print(f"evaluating {path.name}, the kept checkpoint with the best validation loss "
+              f"(the run ended at {Path(summary['checkpoint']).name})")
+    model, tokenizer, _ = ckpt.load_model(path, device or profile_device(profile))
+    if tokenizer != dataset.tokenizer:
+        raise ckpt.CheckpointError(
+            f"{path} was trained with another tokenizer than the {dataset.name} vocabulary on "
+            f"this machine; call notebook_run({profile!r}, retrain=True).")
+    return NotebookRun(profile, model, tokenizer, dataset, note, run_dir, path, summary, reused,
+                       cfg)
