@@ -17,15 +17,6 @@ from transformer.beam_search import beam_search, length_penalty
 PAD, BOS, EOS, A, B, C = range(6)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and far faster on a shared, busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class MarkovModel(nn.Module):
     """A stand-in 'model' whose next-token distribution depends on the last token only, so the
     probability of any output is known by hand.  Records every prefix it is asked to extend."""

@@ -11,14 +11,6 @@ from transformer.train import TrainConfig, train
 from transformer.translate import translate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def copy_data():
     return load_dataset("copy", n_train=300, n_val=40, n_test=40)

@@ -7,19 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from transformer.cli import build_parser, train_config_from_args
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def cli(*args, stdin=None, timeout=120):

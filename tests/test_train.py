@@ -11,15 +11,6 @@ from transformer.loss import evaluate_loss, token_losses
 from transformer.train import TrainConfig, micro_batches_per_step, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and 2 shared cores do not thrash)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def copy_data():
     return load_dataset("copy", n_train=2000, n_val=100, n_test=100)

@@ -15,14 +15,6 @@ PAD, BOS, EOS, UNK = range(4)
 CONFIDENCE = 10.0  # the copy model's logit for the right token; every other logit is 0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class WordTokenizer:
     """Whitespace tokenizer over digits "0".."9" (ids 4..13), following the contract."""
 
