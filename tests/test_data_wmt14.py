@@ -8,9 +8,9 @@ import http.server
 import io
 import json
 import tarfile
-import threading
 
 import pytest
+from test_data_corpora import serve as serve_handler  # tests/ is on sys.path under pytest
 
 from transformer.data import CHECKSUMS, ChecksumError, DataError, download, load_dataset
 from transformer.data import fetch as fetch_module
@@ -97,16 +97,8 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 @contextlib.contextmanager
 def serve(directory):
     handler = functools.partial(_Quiet, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_handler(handler) as url:
+        yield url
 
 
 def test_wmt14_end_to_end_over_http(wmt14_mirror, tmp_path, monkeypatch, capsys):
