@@ -88,4 +88,26 @@ def test_reproduce_writes_a_results_file(tmp_path):
                 "timings", "environment"):
         assert key in saved, key
     assert "sacrebleu_signature" in saved["bleu"] and saved["decoding"]["n_sentences"] == 5
+    assert "tokenized_bleu" in saved["bleu_greedy"] and "tokenized_bleu" in saved["bleu_beam5"]
+    assert saved["published"] is None  # only Multi30k has published numbers to stand beside
     assert saved["training"]["steps"] >= 1 and saved["environment"]["torch"]
+
+
+def test_published_comparison_picks_the_published_metric_and_decoding():
+    from types import SimpleNamespace
+
+    from transformer.reproduce import published_comparison
+
+    def scores(x):
+        return {"tokenized_bleu": x, "tokenized_bleu_signature": f"sig{x}",
+                "tokenized_bleu_lc": x + 0.5, "tokenized_bleu_lc_signature": f"lc{x}",
+                "n_sentences": 1000, "split": "test_2016_flickr"}
+
+    decodes = {"beam4": scores(30.0), "greedy": scores(20.0), "beam5": scores(31.0)}
+    de_en = published_comparison(SimpleNamespace(name="multi30k", src_lang="de", tgt_lang="en"),
+                                 decodes)
+    assert (de_en["published"], de_en["ours"], de_en["signature"]) == (36.5, 20.5, "lc20.0")
+    en_de = published_comparison(SimpleNamespace(name="multi30k", src_lang="en", tgt_lang="de"),
+                                 decodes)
+    assert (en_de["published"], en_de["ours"], en_de["signature"]) == (41.0, 31.0, "sig31.0")
+    assert "1000 sentences of test_2016_flickr" in en_de["note"]

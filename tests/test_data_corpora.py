@@ -6,6 +6,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import os
 import threading
 import time
 from pathlib import Path
@@ -25,7 +26,8 @@ from transformer.data import fetch as fetch_module
 from transformer.data.corpora import MULTI30K_LANGS, MULTI30K_SPLITS, read_lines
 from transformer.data.fetch import source_for
 
-REAL_MIRROR = Path("/work/shared/data")
+# the offline mirror that .ci/run names (a local folder), if there is one
+REAL_MIRROR = Path(os.environ.get("TRANSFORMER_DATA_MIRROR") or "../shared/data")
 WORDS = {"de": "Ein Mädchen läuft über die Straße", "en": "A girl runs across the street",
          "fr": "Une fille traverse la rue à pied"}
 

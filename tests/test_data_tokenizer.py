@@ -1,6 +1,7 @@
 """The shared BPE vocabulary: special ids, exact round trips, caching and reloading."""
 
 import gzip
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ from transformer.data import SubwordTokenizer
 from transformer.data.corpora import clean
 from transformer.data.tokenizer import load_or_train
 
-MIRROR = Path("/work/shared/data/multi30k")
+# the offline Multi30k mirror that .ci/run names (a local folder), if there is one
+MIRROR = Path(os.environ.get("TRANSFORMER_DATA_MIRROR") or "../shared/data") / "multi30k"
 SAMPLE = [  # a few Multi30k-style lines, with umlauts, sharp s, accents and punctuation
     "Ein Mann mit einem orangefarbenen Hut, der etwas anstarrt.",
     "Zwei junge Männer überqueren eine Straße; einer trägt eine Brille.",
@@ -49,6 +51,14 @@ def test_special_ids_match_config(sample_tokenizer):
 def test_round_trip_exact_on_training_text(sample_tokenizer):
     assert sample_tokenizer.decode_batch(sample_tokenizer.encode_batch(SAMPLE)) == SAMPLE
     assert "".join(sample_tokenizer.tokens("Männer")) == "▁Männer"
+
+
+def test_punctuation_is_split_off_words(sample_tokenizer):
+    tok = sample_tokenizer
+    assert tok.tokens("Hut,")[-1] == "," and tok.tokens("Iglu.")[-1] == "."
+    assert "".join(tok.tokens("Iglu.")) == "▁Iglu."  # nothing lost: the pieces make the word
+    assert tok.encode("Hut")[0] == tok.encode("Hut,")[0]  # one "Hut" for "Hut" and "Hut,"
+    assert tok.decode(tok.encode("(loudly) - isn't it?")) == "(loudly) - isn't it?"
 
 
 def test_decode_stops_at_eos_and_drops_specials(sample_tokenizer):

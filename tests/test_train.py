@@ -62,6 +62,37 @@ def test_time_budget_and_epoch_limits(tmp_path, copy_data):
     assert s["stopped"] == "max_epochs" and s["steps"] == -(-n // 4) and s["epochs"] == 1.0
 
 
+def test_time_budget_holds_between_logging_steps(tmp_path, copy_data):
+    # one log record per 10**6 steps: the loop must still look at the clock when the budget
+    # is expected to run out, not only when it logs
+    s = train(tiny(tmp_path, time_budget=0.05, log_every=10**6, max_steps=50_000), copy_data)
+    assert s["stopped"] == "time_budget" and 1 < s["steps"] < 50_000
+    assert s["wall_time"] < 0.05 * 60 + 20  # 3 s budget; the final validation and save extra
+
+
+def test_timed_saves_fall_between_logging_steps(tmp_path, copy_data):
+    s = train(tiny(tmp_path, max_steps=100_000, time_budget=0.06, save_every_minutes=0.02,
+                   log_every=10**6, keep_last=10), copy_data)
+    saved = sorted((tmp_path / "run" / "checkpoints").glob("step_*.pt"))
+    assert s["stopped"] == "time_budget"
+    assert len(saved) >= 3  # about one per 1.2 s of a 3.6 s run, plus the final one
+
+
+def test_compiled_training_matches_eager(tmp_path, copy_data, monkeypatch):
+    # --compile (inductor on a GPU) through the aot_eager backend, which runs on any CPU in
+    # seconds: the same weights after the same steps
+    eager = train(tiny(tmp_path / "eager", max_steps=4), copy_data)
+    real_compile, calls = torch.compile, []
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: calls.append(m) or real_compile(
+        m, backend="aot_eager"))
+    compiled = train(tiny(tmp_path / "compiled", max_steps=4, compile=True), copy_data)
+    assert len(calls) == 1
+    a = torch.load(eager["checkpoint"], weights_only=False)["model"]
+    b = torch.load(compiled["checkpoint"], weights_only=False)["model"]
+    assert a.keys() == b.keys()  # no "_orig_mod." prefixes in checkpoints
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
 def test_a_fresh_run_refuses_a_run_dir_with_checkpoints(tmp_path, copy_data):
     train(tiny(tmp_path, max_steps=2), copy_data)
     with pytest.raises(FileExistsError, match="--resume auto"):

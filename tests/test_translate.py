@@ -94,7 +94,7 @@ class FakeDataset:
                 n = len(ids[i])
                 src[r, : n + 1] = tgt_out[r, : n + 1] = torch.tensor(ids[i] + [EOS])
                 tgt_in[r, : n + 1] = torch.tensor([BOS] + ids[i])
-            out.append(FakeBatch(src=src, tgt_in=tgt_in, tgt_out=tgt_out))
+            out.append(FakeBatch(src=src, tgt_in=tgt_in, tgt_out=tgt_out, indices=rows))
         return out
 
 
@@ -129,7 +129,10 @@ def test_evaluate_on_fake_dataset():
     assert result["n_ppl_tokens"] == sum(len(s.split()) + 1 for s in SENTENCES[:4])
     assert result["n_sentences"] == 4 and len(result["samples"]) == 2
     assert result["samples"][0] == {"src": "1 2 3", "ref": "1 2 3", "hyp": "1 2 3"}
-    assert evaluate(CopyModel(), FakeDataset(SENTENCES), "test", limit=3)["n_sentences"] == 3
+    # limit: BLEU and perplexity both on the first 3 sentences (batches are length-sorted)
+    first3 = evaluate(CopyModel(), FakeDataset(SENTENCES), "test", limit=3, max_tokens=12)
+    assert first3["n_sentences"] == 3
+    assert first3["n_ppl_tokens"] == sum(len(s.split()) + 1 for s in SENTENCES[:3])
 
 
 def test_translate_matches_greedy_and_ignores_batching():

@@ -252,7 +252,7 @@ def cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
     reproduce(profile=args.profile, time_budget=args.time_budget, data_dir=args.data_dir,
-              results_dir=args.results_dir, runs_dir=args.runs_dir)
+              results_dir=args.results_dir, runs_dir=args.runs_dir, src=args.src, tgt=args.tgt)
     return 0
 
 
@@ -310,7 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["cpu", "gpu"], default=None,
                    help="default: $TRANSFORMER_PROFILE, else gpu when CUDA is available")
     p.add_argument("--time-budget", type=float, default=None,
-                   help="training minutes (default: $TRANSFORMER_TIME_BUDGET, else 10 on cpu)")
+                   help="training minutes (default: $TRANSFORMER_TIME_BUDGET, else 10 on cpu, "
+                   "30 on gpu)")
+    p.add_argument("--src", default="de", help="Multi30k source language (default: de)")
+    p.add_argument("--tgt", default="en", help="Multi30k target language (default: en)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--results-dir", default="results")
     p.add_argument("--runs-dir", default="runs")

@@ -16,7 +16,7 @@ asked for now; a finished run is reused, never retrained silently.
   slows learning); a partial or mismatched run is retrained from scratch (it is short).
   These settings came out best of a few tried on Multi30k at equal steps (3 vs 2 layers,
   dropout 0.1 vs 0, batches of 2048 vs 1024 tokens, warm-up 200 vs 400).
-* ``gpu``: the paper's base model and recipe, with the settings ``make reproduce`` uses
+* ``gpu``: the paper's base model, with the settings ``make reproduce`` uses
   (``transformer.reproduce.PROFILES["gpu"]``); an interrupted run is resumed from its latest
   checkpoint; a run dir trained with other settings is an error, not a silent retraining.
 

@@ -11,7 +11,8 @@ if one batch of ~25000 source + 25000 target tokens (Section 5.1) had fit on one
 The same code runs on a CPU (float32) and on GPUs (bf16 autocast, fused attention through
 ``F.scaled_dot_product_attention``, optional ``torch.compile``), on one process or many
 (``torchrun --nproc-per-node N -m transformer train ...``: DDP, one data shard per rank).
-On a GPU the step loop waits for the device only at logging, validation and saving steps.
+On a GPU the step loop waits for the device only at logging, validation and saving steps,
+and at the step where the time budget (or a timed save) is expected to fall due.
 
 Run directory::
 
@@ -310,6 +311,24 @@ class Trainer:
                 f"{self.accum} micro-batch(es) of <= {c.max_tokens} tokens per step and rank, "
                 f"{n_batches} per epoch{resumed} | run dir {self.run.dir}")
 
+    def next_clock_check(self, step: int, minutes: float, since_save: float) -> int | None:
+        """The step at which the time budget or the next timed save is expected to fall due.
+
+        Clocks are read only at steps that wait for the device anyway; this one is added so
+        that a run with few logging steps stops on time.  Every rank computes the same step
+        from the same all-reduced clocks.
+        """
+        cfg = self.cfg
+        left = []  # minutes until each clock limit
+        if cfg.time_budget:
+            left.append(cfg.time_budget - minutes)
+        if cfg.save_every_minutes:
+            left.append(cfg.save_every_minutes - since_save)
+        done = step - self.run.first_step  # steps in this invocation
+        if not left or done <= 0:
+            return None
+        return step + max(1, math.ceil(min(left) / max(minutes / done, 1e-9)))
+
     def fit(self) -> dict:
         cfg, p, run, device = self.cfg, self.progress, self.run, self.device
         batches = self.epoch_batches(p["epoch"])
@@ -320,6 +339,7 @@ class Trainer:
         window_tokens = 0  # this rank's target tokens since the last record
         bad_step = torch.zeros((), dtype=torch.long, device=device)  # first non-finite step
         stop = "max_steps" if cfg.max_steps and p["step"] >= cfg.max_steps else None
+        clock_check = None  # the step at which the time budget or a timed save falls due
         self.model.train()
         while stop is None:
             if p["batch"] >= len(batches):  # next epoch
@@ -333,7 +353,8 @@ class Trainer:
             # sync points, the only steps that wait for the device; every rank knows them
             evaluate = bool(cfg.eval_every) and step % cfg.eval_every == 0
             save = bool(cfg.save_every) and step % cfg.save_every == 0
-            sync = step % cfg.log_every == 0 or step == 1 or last or evaluate or save
+            sync = (step % cfg.log_every == 0 or step == 1 or last or evaluate or save
+                    or step == clock_check)
             lr = self.scheduler.get_last_lr()[0]
             loss_sum, nll, grad_norm = self.step(group, measure=sync)
             window_loss += loss_sum
@@ -344,13 +365,13 @@ class Trainer:
             if not sync:
                 continue
 
-            # agreed by all ranks: the first non-finite step, time budget spent, save due by time
-            time_up = bool(cfg.time_budget) and run.minutes() >= cfg.time_budget
-            save_due = bool(cfg.save_every_minutes) and (
-                run.minutes_since_save() >= cfg.save_every_minutes)
+            # agreed by all ranks (the slowest rank's clocks): the first non-finite step, the
+            # minutes trained in this invocation and since the last save
             flags = torch.cat([bad_step.double()[None], torch.tensor(
-                [time_up, save_due], dtype=torch.float64, device=device)])
-            first_bad, time_up, save_due = all_reduce(flags, op="max").tolist()
+                [run.minutes(), run.minutes_since_save()], dtype=torch.float64, device=device)])
+            first_bad, minutes, since_save = all_reduce(flags, op="max").tolist()
+            time_up = bool(cfg.time_budget) and minutes >= cfg.time_budget
+            save_due = bool(cfg.save_every_minutes) and since_save >= cfg.save_every_minutes
             if first_bad:
                 raise FloatingPointError(nan_message(int(first_bad), lr, run.dir))
             counts = [window_tokens, sum(b.n_tgt_tokens for b in group)]
@@ -373,6 +394,8 @@ class Trainer:
                 stop = stop or "time_budget"
             if stop is None and (save or save_due):
                 self.save()
+                since_save = 0.0
+            clock_check = self.next_clock_check(step, minutes, since_save)
 
         # the end: a validation (unless just done), the final checkpoint, a summary
         if self.validated_at != p["step"]:

@@ -80,22 +80,27 @@ def perplexity(model: Transformer, dataset, split: str, *, max_tokens: int = 400
     """Per-subword perplexity exp(mean cross-entropy) on ``split``: no label smoothing, padding
     ignored, EOS counted as a predicted token (Table 3's PPL).  Returns ``(ppl, n_tokens)``.
 
-    With ``limit``, stops after the first batches holding at least ``limit`` sentences.
+    With ``limit``, scores only the first ``limit`` sentences of ``dataset.texts(split)``,
+    the ones ``evaluate(limit=...)`` translates (batches come sorted by length, so their rows
+    are picked out by ``Batch.indices``).
     """
     device, pad = _device(model, device), model.config.pad_id
     was_training = model.training
     model.eval()
-    total, n_tokens, n_sentences = 0.0, 0, 0
+    total, n_tokens = 0.0, 0
     try:
         for batch in dataset.batches(split, max_tokens, shuffle=False):
-            batch = batch.to(device)
-            logits = model(batch.src, batch.tgt_in)  # (B, T, V)
-            total += F.cross_entropy(logits.float().flatten(0, 1), batch.tgt_out.flatten(),
+            src, tgt_in, tgt_out = batch.src, batch.tgt_in, batch.tgt_out
+            if limit is not None:
+                rows = [r for r, i in enumerate(batch.indices) if i < limit]
+                if not rows:
+                    continue
+                src, tgt_in, tgt_out = (t[rows] for t in (src, tgt_in, tgt_out))
+            src, tgt_in, tgt_out = (t.to(device) for t in (src, tgt_in, tgt_out))
+            logits = model(src, tgt_in)  # (B, T, V)
+            total += F.cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(),
                                      ignore_index=pad, reduction="sum").item()
-            n_tokens += int((batch.tgt_out != pad).sum())
-            n_sentences += batch.src.size(0)
-            if limit is not None and n_sentences >= limit:
-                break
+            n_tokens += int((tgt_out != pad).sum())
     finally:
         model.train(was_training)
     return math.exp(total / max(n_tokens, 1)), n_tokens
@@ -110,7 +115,7 @@ def evaluate(model: Transformer, dataset, split: str, *, beam_size: int = 4, alp
     (the paper's metric: compounds split for German targets), ``tokenized_bleu_lc`` (lowercased,
     as Multi30k papers quote), their signatures, ``perplexity`` per subword token,
     ``n_sentences``, ``n_ppl_tokens``, decoding settings and ``samples`` (src, ref, hyp).
-    ``limit`` keeps the first ``limit`` sentences (perplexity: see ``perplexity``).
+    ``limit`` keeps the first ``limit`` sentences (for BLEU and perplexity alike).
     """
     sources, references = dataset.texts(split)
     sources, references = list(sources[:limit]), list(references[:limit])

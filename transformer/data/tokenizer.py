@@ -2,9 +2,12 @@
 
 The paper encodes WMT14 EN-DE with byte-pair encoding (Sennrich et al., 2016) into "a shared
 source-target vocabulary of about 37000 tokens".  We train BPE with Hugging Face ``tokenizers``
-on the training sentences of both languages.  A Metaspace pre-tokenizer turns each space into
-"▁" glued to the next word, so decoding restores spaces and punctuation exactly (text seen in
-training round-trips byte for byte; characters never seen become ``<unk>`` and are dropped).
+on the training sentences of both languages.  Two pre-tokenizers cut the text before BPE sees
+it: Metaspace turns each space into "▁" glued to the next word, then Punctuation splits marks
+off the words ("▁Hut," -> "▁Hut" ","), so that "Hut", "Hut," and "Hut." share one token
+instead of taking three vocabulary entries.  Decoding joins pieces without a "▁" to the one
+before, so spaces and punctuation come back exactly (text seen in training round-trips byte
+for byte; characters never seen become ``<unk>`` and are dropped).
 
 Special tokens sit at fixed ids, the ones ``TransformerConfig`` expects:
 ``<pad>`` = 0, ``<s>`` (BOS) = 1, ``</s>`` (EOS) = 2, ``<unk>`` = 3.
@@ -21,7 +24,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from .fetch import atomic_write_text
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
-SETTINGS = {"model": "bpe", "pre_tokenizer": "metaspace", "min_frequency": 2, "version": 1}
+SETTINGS = {"model": "bpe", "pre_tokenizer": "metaspace+punctuation", "min_frequency": 2,
+            "version": 2}
 
 
 class SubwordTokenizer:
@@ -43,7 +47,8 @@ class SubwordTokenizer:
         """Learn BPE merges on ``texts`` (source and target sentences together) until the
         vocabulary, specials included, has ``vocab_size`` tokens or no pair is left to merge."""
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
-        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(),
+                                                     pre_tokenizers.Punctuation()])
         tok.decoder = decoders.Metaspace()
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                       special_tokens=list(SPECIALS), show_progress=False)
