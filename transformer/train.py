@@ -283,7 +283,9 @@ class Trainer:
         if self.cfg.clip_grad:
             grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
         elif measure:
-            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+            # the global L2 norm, as clip_grad_norm_ computes it (get_total_norm needs torch 2.6)
+            grad_norm = torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
