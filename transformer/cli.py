@@ -178,13 +178,11 @@ def cmd_translate(args) -> int:
     return 0
 
 
-def evaluate_checkpoint(path, split=None, *, beam_size=4, alpha=0.6, max_tokens=4000,
-                        limit=None, data_dir=None, device=None, dataset=None) -> dict:
-    """Load a checkpoint, rebuild its dataset (same tokenizer), score ``split`` with
-    ``transformer.translate.evaluate``: sacreBLEU (+ signature), tokenized BLEU, perplexity."""
+def checkpoint_and_data(path, *, data_dir=None, device=None, dataset=None):
+    """``(model, dataset)``: a checkpoint's model and the dataset it learnt, rebuilt (or the
+    ``dataset`` given) and checked to have the tokenizer the model was trained with."""
     from .checkpoint import CheckpointError, load_model
     from .data import load_dataset
-    from .translate import evaluate
 
     model, tokenizer, state = load_model(path, pick_device(device or "auto"))
     info = state.get("data") or {}
@@ -200,6 +198,16 @@ def evaluate_checkpoint(path, split=None, *, beam_size=4, alpha=0.6, max_tokens=
             f"checkpoint {path}: the tokenizer of {dataset.name} on this machine differs from the "
             "one the model was trained with (a different data dir or vocabulary size?). Pass "
             "--data-dir pointing at the training data cache.")
+    return model, dataset
+
+
+def evaluate_checkpoint(path, split=None, *, beam_size=4, alpha=0.6, max_tokens=4000,
+                        limit=None, data_dir=None, device=None, dataset=None) -> dict:
+    """Load a checkpoint and its dataset, score ``split`` with
+    ``transformer.translate.evaluate``: sacreBLEU (+ signature), tokenized BLEU, perplexity."""
+    from .translate import evaluate
+
+    model, dataset = checkpoint_and_data(path, data_dir=data_dir, device=device, dataset=dataset)
     split = split or ("test" if "test" in dataset.splits else dataset.splits[-1])
     result = evaluate(model, dataset, split, beam_size=beam_size, alpha=alpha,
                       max_tokens=max_tokens, limit=limit)

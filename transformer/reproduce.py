@@ -109,7 +109,8 @@ def reproduce(profile: str | None = None, time_budget: float | None = None, data
               limit=None, **overrides) -> dict:
     """Run the whole job; ``dataset``, ``limit`` (test sentences) and ``overrides`` (of
     ``TrainConfig`` fields) let tests make it small."""
-    from .cli import evaluate_checkpoint, print_evaluation
+    from .cli import checkpoint_and_data, print_evaluation
+    from .translate import evaluate
 
     t0 = time.time()
     profile = resolve_profile(profile)
@@ -138,8 +139,9 @@ def reproduce(profile: str | None = None, time_budget: float | None = None, data
         print(f"averaged {len(chosen)} checkpoints: {', '.join(p.name for p in chosen)}")
     device = pick_device("auto")
     test_split = dataset.resolve("test") if hasattr(dataset, "resolve") else "test"
-    decodes = {name: evaluate_checkpoint(final, test_split, beam_size=beam, dataset=dataset,
-                                         device=str(device), limit=limit)
+    model, dataset = checkpoint_and_data(final, device=str(device), dataset=dataset)
+    decodes = {name: evaluate(model, dataset, test_split, beam_size=beam, limit=limit,
+                              score_perplexity=name == "beam4")
                for name, beam in (("beam4", BEAM), ("greedy", 1), ("beam5", 5))}
     scores = decodes["beam4"]
     t_total = time.time() - t0
@@ -158,7 +160,7 @@ def reproduce(profile: str | None = None, time_budget: float | None = None, data
         "data": {"dataset": dataset.name, "src": dataset.src_lang, "tgt": dataset.tgt_lang,
                  "test_split": scores["split"], "vocab_size": dataset.tokenizer.vocab_size,
                  "note": data_note},
-        "model_config": ckpt.load_checkpoint(summary["checkpoint"])["model_config"],
+        "model_config": model.config.to_dict(),
         "parameters": summary["parameters"],
         "train_config": cfg.to_dict(),
         "training": summary,

@@ -108,7 +108,7 @@ def perplexity(model: Transformer, dataset, split: str, *, max_tokens: int = 400
 
 def evaluate(model: Transformer, dataset, split: str, *, beam_size: int = 4, alpha: float = 0.6,
              max_tokens: int = 4000, device=None, limit: int | None = None,
-             n_samples: int = 5) -> dict:
+             n_samples: int = 5, score_perplexity: bool = True) -> dict:
     """Translate ``split`` of ``dataset`` and score it every way we report.
 
     Returns a dict: ``sacrebleu`` + ``sacrebleu_signature`` (detokenized), ``tokenized_bleu``
@@ -116,17 +116,19 @@ def evaluate(model: Transformer, dataset, split: str, *, beam_size: int = 4, alp
     as Multi30k papers quote), their signatures, ``perplexity`` per subword token,
     ``n_sentences``, ``n_ppl_tokens``, decoding settings and ``samples`` (src, ref, hyp).
     ``limit`` keeps the first ``limit`` sentences (for BLEU and perplexity alike).
+    ``score_perplexity=False`` leaves perplexity out (it does not depend on the decoding).
     """
     sources, references = dataset.texts(split)
     sources, references = list(sources[:limit]), list(references[:limit])
     hyps = translate(model, dataset.tokenizer, sources, beam_size=beam_size, alpha=alpha,
                      max_tokens=max_tokens, device=device)
-    ppl, n_tokens = perplexity(model, dataset, split, max_tokens=max_tokens, device=device,
-                               limit=limit)
     result = {"dataset": getattr(dataset, "name", None), "split": split,
               "n_sentences": len(hyps), "beam_size": beam_size, "alpha": alpha}
     result.update(all_bleu(hyps, references, getattr(dataset, "tgt_lang", None)))
-    result.update(perplexity=ppl, n_ppl_tokens=n_tokens)
+    if score_perplexity:
+        ppl, n_tokens = perplexity(model, dataset, split, max_tokens=max_tokens, device=device,
+                                   limit=limit)
+        result.update(perplexity=ppl, n_ppl_tokens=n_tokens)
     result["samples"] = [{"src": s, "ref": r, "hyp": h}
                          for s, r, h in zip(sources[:n_samples], references, hyps)]
     return result
