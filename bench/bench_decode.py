@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from transformer import Transformer, TransformerConfig, greedy_decode  # noqa: E402
-from transformer.beam_search import beam_search  # noqa: E402
+from transformer.engine.beam_search import beam_search  # noqa: E402
 
 
 def provenance() -> dict:

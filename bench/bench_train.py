@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from transformer import Transformer, TransformerConfig
-from transformer.positional import sinusoidal_table
-from transformer.runtime import git_commit
+from transformer.engine.runtime import git_commit
+from transformer.model.positional import sinusoidal_table
 
 PEAK_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12,
              "L40S": 362e12, "L4": 121e12}  # dense bf16 tensor-core FLOP/s, vendor sheets

@@ -42,8 +42,8 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from transformer import MultiHeadAttention
-from transformer.profile import banner
-from transformer.viz import save_figure
+from transformer.apps.profile import banner
+from transformer.apps.viz import save_figure
 
 torch.set_num_threads(1)  # small workloads: one thread is fastest and unaffected by other jobs
 print(banner())

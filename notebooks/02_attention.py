@@ -37,8 +37,8 @@ import torch.nn.functional as F
 
 import transformer
 from transformer import Transformer, TransformerConfig, causal_mask
-from transformer.profile import banner
-from transformer.viz import attention_heatmap, save_figure
+from transformer.apps.profile import banner
+from transformer.apps.viz import attention_heatmap, save_figure
 
 torch.set_num_threads(1)  # small workloads: one thread is fastest and unaffected by other jobs
 print(banner())

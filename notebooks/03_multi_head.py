@@ -42,8 +42,8 @@ from transformer import (
     scaled_dot_product_attention,
     sinusoidal_table,
 )
-from transformer.profile import banner
-from transformer.viz import attention_chart, attention_heatmap, save_figure
+from transformer.apps.profile import banner
+from transformer.apps.viz import attention_chart, attention_heatmap, save_figure
 
 torch.set_num_threads(1)  # small workloads: one thread is fastest and unaffected by other jobs
 print(banner())
@@ -331,7 +331,7 @@ assert offsets == [-1, 1]
 # %% [markdown]
 # ## What heads attend to | 不同的头关注什么
 #
-# `transformer.viz.attention_chart` draws every layer and head of a model's attention maps with
+# `transformer.apps.viz.attention_chart` draws every layer and head of a model's attention maps with
 # a layer drop-down and a head slider (hover for the weights). Here it shows the package's
 # `tiny` Transformer **with random weights**: the heads already differ, but only by accident of
 # initialisation. Notebook 07 uses the same chart for the model trained in notebook 06, where

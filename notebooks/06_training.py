@@ -29,13 +29,14 @@
 # - how to run a real training with the package, watch it live, and read its curves back from
 #   the run's JSON-lines log.
 #
-# Two profiles decide the size of the run (`transformer.profile`): **cpu** trains a small model
+# Two profiles decide the size of the run (`transformer.apps.profile`): **cpu** trains a small model
 # for 900 steps (about 2.5 minutes on an idle 2-core machine), **gpu** trains the paper's base
 # model with the paper's recipe. The first line of output says which one produced the outputs
 # stored in this notebook.
 
 # %%
 import math
+import textwrap
 import time
 import warnings
 
@@ -48,14 +49,17 @@ from tqdm import TqdmWarning
 
 with warnings.catch_warnings():  # no ipywidgets: tqdm falls back to a text bar, which is fine
     warnings.simplefilter("ignore", TqdmWarning)
-    from transformer import recipes
+    from transformer.apps import notebook
 
+from transformer.apps.profile import banner, resolve_profile
+from transformer.apps.recipes import RECIPES
+from transformer.apps.viz import save_figure
 from transformer.data import padding_fraction
 from transformer.data.batching import token_batches
-from transformer.profile import PROFILE, banner
-from transformer.schedule import WARMUP_STEPS, build_scheduler, transformer_lr
-from transformer.translate import translate
-from transformer.viz import save_figure
+from transformer.engine.evaluate import translate
+from transformer.engine.schedule import WARMUP_STEPS, build_scheduler, transformer_lr
+
+PROFILE = resolve_profile()  # "cpu" or "gpu": see the first line of output
 
 print(banner())
 torch.manual_seed(0)
@@ -79,7 +83,7 @@ pd.set_option("display.width", 120)
 # matrix (Section 3.4). Our vocabulary has 8,000 entries; the paper's WMT one has about 37,000.
 
 # %%
-dataset, data_note = recipes.notebook_dataset()
+dataset, data_note = notebook.notebook_dataset()
 tokenizer = dataset.tokenizer
 if dataset.name != "multi30k":
     print("NOTE: Multi30k is not available here; this notebook uses the embedded numbers task:",
@@ -221,7 +225,7 @@ plt.show()
 # The two terms cross at `step = warmup_steps`: before it the rate grows linearly, after it it
 # decays as one over the square root of the step. The peak is
 # $d_\text{model}^{-0.5} \cdot \mathit{warmup\_steps}^{-0.5}$, so wider models get smaller
-# rates. `transformer.schedule.transformer_lr` is the formula; `build_scheduler` hands it to a
+# rates. `transformer.engine.schedule.transformer_lr` is the formula; `build_scheduler` hands it to a
 # PyTorch optimizer.
 #
 # *Why warm up at all?* At step 1 Adam knows almost nothing about the size of each gradient: its
@@ -261,7 +265,7 @@ assert np.allclose(applied, [transformer_lr(k, 512) for k in range(1, 6)])
 print("build_scheduler: updates 1..5 use", ", ".join(f"{x:.3e}" for x in applied))
 
 # %%
-run_settings = recipes.NOTEBOOK_PROFILES[PROFILE]
+run_settings = RECIPES[f"notebook-{PROFILE}"].train
 run_d_model = run_settings.get("model", {}).get("d_model", 512)
 run_warmup = run_settings["warmup"]
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -310,7 +314,7 @@ plt.show()
 #
 # The loss is the cross-entropy $-\sum_k q(k) \log p(k)$ against this $q$. This is what
 # `F.cross_entropy(..., label_smoothing=ε)` computes and what the package's trainer uses
-# (`transformer/loss.py`); padding positions are skipped.
+# (`transformer/engine/loss.py`); padding positions are skipped.
 #
 # Two consequences follow from writing the loss as entropy plus divergence,
 # $H(q, p) = H(q) + \mathrm{KL}(q \,\|\, p)$:
@@ -425,8 +429,8 @@ assert table3_ls.loc["base", "BLEU (dev)"] > table3_ls.loc["D3", "BLEU (dev)"]
 # %% [markdown]
 # ## A real training run | 一次真实的训练
 #
-# `transformer.recipes.notebook_run()` trains the notebook's model with the package's engine
-# (`transformer.train.train`: token-budget batches, Adam with the schedule above, label
+# `transformer.apps.notebook.notebook_run()` trains the notebook's model with the package's engine
+# (`transformer.engine.train.train`: token-budget batches, Adam with the schedule above, label
 # smoothing 0.1, dropout 0.1, a validation pass every few hundred steps, checkpoints) and
 # returns it. Its settings depend on the profile:
 #
@@ -435,14 +439,10 @@ assert table3_ls.loc["base", "BLEU (dev)"] > table3_ls.loc["D3", "BLEU (dev)"]
 # | cpu | N = 2, d_model = 128, d_ff = 512, h = 4, no dropout (1.9M parameters) | ≤ 1024 tokens | warmup 400 | 900 steps (≈ 2.5 min on 2 idle cores; at most 5 min) |
 # | gpu | base: N = 6, d_model = 512, d_ff = 2048, h = 8, dropout 0.3 (63M) | ≤ 4096 tokens | warmup 1000, half rate | validation loss stops improving (at most 30 min) |
 #
-# The cpu settings were chosen by trying a few at equal numbers of steps on Multi30k: two
-# layers learnt faster than three, batches of 1024 tokens (more, smaller steps) beat batches of
-# 2048, a 400-step warm-up beat 200 (whose higher peak rate made this post-norm model worse),
-# and no dropout beat dropout 0.1. The last one departs from the paper on purpose: a run that
-# sees the data about once cannot over-fit, so dropout only slows it down. The gpu profile
-# departs the other way, for the same reason: it passes over Multi30k's 29,000 pairs dozens of
-# times, so it takes the paper's big-model dropout, 0.3, and steps of 4096 tokens (at 25,000
-# tokens an epoch would be only 17 steps).
+# Both are *recipes* of `transformer/apps/recipes.py` (`notebook-cpu`, `notebook-gpu`), the
+# one table of named runs, where each setting's reasons are written beside it; the next cell
+# prints the recipe of this profile with its reasons. Note where they depart from the paper and
+# why: the cpu run has no dropout, the gpu run more than the base model's.
 #
 # Everything the run does is written to its run directory under `runs/` (git-ignored, or the
 # folder named by `TRANSFORMER_RUNS_DIR`):
@@ -455,13 +455,15 @@ assert table3_ls.loc["base", "BLEU (dev)"] > table3_ls.loc["D3", "BLEU (dev)"]
 # the learning rate and the throughput in target tokens per second.
 
 # %%
-settings_now = recipes.NOTEBOOK_PROFILES[PROFILE]
-print(f"profile {PROFILE}: " + ", ".join(f"{k}={v}" for k, v in settings_now.items()))
+recipe = RECIPES[f"notebook-{PROFILE}"]
+print(f"recipe notebook-{PROFILE}: {recipe.what}")
+print(textwrap.fill(f"why: {recipe.why}", 100, subsequent_indent="     "))
+print("settings: " + ", ".join(f"{k}={v}" for k, v in recipe.train.items()))
 if PROFILE == "gpu":
     print("gpu profile: the base model trains until the validation loss stops improving "
           "(at most 30 minutes); this happens only once, later runs reuse it.")
 t0 = time.perf_counter()
-run = recipes.notebook_run()
+run = notebook.notebook_run()
 elapsed = time.perf_counter() - t0
 summary = run.summary
 print(f"\n{'reused' if run.reused else 'trained'} in {elapsed:.1f} s (wall clock of this cell)")
@@ -571,8 +573,8 @@ for s, r, h in zip(val_src[:3], val_ref[:3], hyps):
 #
 # 1. Compute the loss floor $H(q)$ for ε = 0.1 with V = 37,000 (the paper's vocabulary). Does the
 #    floor grow or shrink with V, and why?
-# 2. Set `warmup=4000` in `recipes.NOTEBOOK_PROFILES["cpu"]` and retrain
-#    (`recipes.notebook_run(retrain=True)`). How far does the loss get in 900 steps, and why?
+# 2. Set `warmup=4000` in the `notebook-cpu` recipe (`transformer/apps/recipes.py`) and retrain
+#    (`notebook.notebook_run(retrain=True)`). How far does the loss get in 900 steps, and why?
 # 3. Re-run the padding measurement with batches sorted by *target* length only. Which side's
 #    padding grows?
 # 4. Train once with `label_smoothing=0.0` (add it to the `model` overrides). Compare the

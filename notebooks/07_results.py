@@ -49,18 +49,26 @@ from tqdm import TqdmWarning
 
 with warnings.catch_warnings():  # no ipywidgets: tqdm falls back to a text bar, which is fine
     warnings.simplefilter("ignore", TqdmWarning)
-    from transformer import recipes
+    from transformer.apps import notebook
 
-from transformer.beam_search import beam_search, length_penalty
-from transformer.bleu import compound_split, sacrebleu_score, tokenize, tokenized_bleu
-from transformer.checkpoint import average_checkpoints, build_model, load_checkpoint
+from transformer.apps.profile import banner, resolve_profile
+from transformer.apps.reproduce import default_runs_dir
+from transformer.apps.viz import attention_chart, attention_heatmap, save_figure
 from transformer.data import load_dataset
-from transformer.decoding import greedy_decode
-from transformer.profile import PROFILE, banner
-from transformer.reproduce import best_checkpoints, best_val_step
-from transformer.train import TrainConfig, train
-from transformer.translate import length_batches, perplexity, translate
-from transformer.viz import attention_chart, attention_heatmap, save_figure
+from transformer.engine.beam_search import beam_search, length_penalty
+from transformer.engine.bleu import compound_split, sacrebleu_score, tokenize, tokenized_bleu
+from transformer.engine.checkpoint import (
+    average_checkpoints,
+    build_model,
+    checkpoints_up_to,
+    load_checkpoint,
+)
+from transformer.engine.evaluate import evaluate_loss, length_batches, translate
+from transformer.engine.greedy import greedy_decode
+from transformer.engine.rundir import best_val_step
+from transformer.engine.train import TrainConfig, train
+
+PROFILE = resolve_profile()  # "cpu" or "gpu": see the first line of output
 
 torch.set_num_threads(1)  # decoding and tiny models gain nothing from more; robust when shared
 print(banner())
@@ -75,13 +83,13 @@ logging.getLogger("sacrebleu").setLevel(logging.ERROR)
 # %% [markdown]
 # ## The trained model | 训练好的模型
 #
-# `recipes.notebook_run` finds the run that notebook 06 trained (same settings, same run
+# `notebook.notebook_run` finds the run that notebook 06 trained (same settings, same run
 # directory under `runs/`) and loads its final checkpoint. On the cpu profile we score the
 # **first 200 sentences** of the Multi30k test set `test_2016_flickr` (of 1,000), to keep this
 # notebook within a few minutes; the gpu profile scores all of them.
 
 # %%
-run = recipes.notebook_run(train_if_missing=(PROFILE == "cpu"))
+run = notebook.notebook_run(train_if_missing=(PROFILE == "cpu"))
 model, tokenizer, dataset = run.model, run.tokenizer, run.dataset
 device = next(model.parameters()).device
 c = model.config
@@ -113,7 +121,7 @@ print(f"evaluation set: {dataset.name} {dataset.src_lang}->{dataset.tgt_lang}, s
 #
 # Section 6.1: beam size 4, α = 0.6, at most input length + 50 output tokens, stopping early
 # when possible. Below we decode the test sentences both ways with the package's
-# `greedy_decode` and `beam_search`, batched by length as `transformer.translate.translate`
+# `greedy_decode` and `beam_search`, batched by length as `transformer.engine.evaluate.translate`
 # does, and time them.
 
 # %%
@@ -277,7 +285,7 @@ plt.show()
 #   standard) and prints a *signature* naming every choice. This is today's reporting standard.
 # - **Tokenized BLEU**, what the paper reports: both sides are tokenized first (Moses), and for
 #   English→German hyphenated compounds are split (`Mann-Rennen` → `Mann ##AT##-##AT## Rennen`),
-#   which gives partial credit inside compounds. `transformer.bleu.tokenized_bleu` uses
+#   which gives partial credit inside compounds. `transformer.engine.bleu.tokenized_bleu` uses
 #   sacreBLEU's `13a` tokenizer for the Moses step.
 # - **Lowercased tokenized BLEU** (`multi-bleu.perl -lc`), common in Multi30k papers.
 #
@@ -327,7 +335,8 @@ assert untokenized < score
 
 # %%
 ours = bleu_table
-test_ppl, test_tokens = perplexity(model, dataset, test_split)
+test_scores = evaluate_loss(model, dataset, test_split)
+test_ppl, test_tokens = test_scores["ppl"], test_scores["tokens"]
 table = pd.DataFrame([
     ("Transformer base (paper, Table 2)", "WMT14 EN→DE (4.5M pairs) → newstest2014",
      "tokenized BLEU, compounds split", "beam 4, α 0.6, avg. 5 ckpts", 27.3,
@@ -395,11 +404,11 @@ print(f"\nour model's perplexity on all of {test_split}: {test_ppl:.2f} per targ
 # Our run kept its last few checkpoints (every 50 steps on the cpu profile, every 250 on the gpu
 # profile). We take up to 5 of them, ending with the one this notebook evaluates (the best
 # validation loss; on the cpu profile the last), average the last 2, 3, ... of those with
-# `transformer.checkpoint.average_checkpoints`, and compare validation perplexity and greedy
+# `transformer.engine.checkpoint.average_checkpoints`, and compare validation perplexity and greedy
 # BLEU with the evaluated checkpoint alone.
 
 # %%
-paths = best_checkpoints(run.run_dir, best_val_step(run.run_dir), 5)
+paths = checkpoints_up_to(run.run_dir, best_val_step(run.run_dir), 5)
 assert paths[-1] == run.checkpoint  # they end with the checkpoint evaluated above
 print("checkpoints kept:", [p.name for p in run.checkpoints()])
 print("checkpoints used here:", [p.name for p in paths])
@@ -421,7 +430,7 @@ averaging = []
 if len(paths) >= 2:
     for p in paths:
         step = load_checkpoint(p)["step"]
-        ppl = perplexity(with_weights(load_checkpoint(p)["model"]), dataset, val_split)[0]
+        ppl = evaluate_loss(with_weights(load_checkpoint(p)["model"]), dataset, val_split)["ppl"]
         averaging.append({"model": f"checkpoint at step {step}", "checkpoints": 1,
                           "val perplexity": ppl})
     for k in range(2, len(paths) + 1):
@@ -430,7 +439,7 @@ if len(paths) >= 2:
             a, b = (load_checkpoint(p)["model"] for p in paths[-2:])
             name = next(n for n, v in averaged.items() if v.is_floating_point())
             assert torch.allclose(averaged[name], (a[name] + b[name]) / 2)
-        ppl = perplexity(with_weights(averaged), dataset, val_split)[0]
+        ppl = evaluate_loss(with_weights(averaged), dataset, val_split)["ppl"]
         averaging.append({"model": f"average of the last {k}", "checkpoints": k,
                           "val perplexity": ppl})
     averaging = pd.DataFrame(averaging).set_index("model")
@@ -510,7 +519,7 @@ for row, change in variants.items():
                           max_tokens=1024, tokens_per_step=None, warmup=100, max_steps=300,
                           log_every=50, eval_every=None, save_every_minutes=None, keep_last=1,
                           progress=False, overwrite=True,
-                          run_dir=str(recipes.runs_dir() / "table3-small" / f"{row}-seed{seed}"))
+                          run_dir=str(default_runs_dir() / "table3-small" / f"{row}-seed{seed}"))
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # keep the eight runs' banners quiet
             summary = train(cfg, numbers)
@@ -519,7 +528,7 @@ for row, change in variants.items():
         small_rows.append({
             "row": row, "seed": seed, "h": small.config.n_heads, "d_k": small.config.d_k,
             "positional": small.config.positional, "parameters": small.num_parameters(),
-            "val perplexity": perplexity(small, numbers, "val")[0],
+            "val perplexity": evaluate_loss(small, numbers, "val")["ppl"],
             "exact match (test, %)": 100 * np.mean([h == r for h, r in zip(hyps, num_ref)]),
             "seconds": time.perf_counter() - start})
         last = small_rows[-1]

@@ -1,4 +1,4 @@
-"""Shared test settings."""
+"""Shared test settings (builders shared by several files are in helpers.py)."""
 
 import pytest
 import torch
@@ -12,3 +12,4 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+

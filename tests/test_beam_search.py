@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transformer import Transformer, TransformerConfig, greedy_decode
-from transformer.beam_search import beam_search, length_penalty
+from transformer.engine.beam_search import beam_search, length_penalty
 
 PAD, BOS, EOS, A, B, C = range(6)
 

@@ -6,7 +6,13 @@ import math
 import pytest
 import sacrebleu
 
-from transformer.bleu import all_bleu, compound_split, sacrebleu_score, tokenize, tokenized_bleu
+from transformer.engine.bleu import (
+    all_bleu,
+    compound_split,
+    sacrebleu_score,
+    tokenize,
+    tokenized_bleu,
+)
 
 REFS = ["The cat sat on the mat today.", "A well-known man rides a bike."]
 

@@ -4,11 +4,12 @@ import json
 
 import pytest
 import torch
+from helpers import tiny_train_config
 
-from transformer import checkpoint as ckpt
 from transformer.data import load_dataset
-from transformer.train import TrainConfig, train
-from transformer.translate import translate
+from transformer.engine import checkpoint as ckpt
+from transformer.engine.evaluate import translate
+from transformer.engine.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +18,8 @@ def copy_data():
 
 
 def tiny(run_dir, **kw) -> TrainConfig:
-    fields = dict(dataset="copy", preset="tiny", model={"dropout": 0.1}, max_tokens=256,
-                  tokens_per_step=None, warmup=20, lr_scale=0.25, log_every=2, eval_every=None,
-                  save_every_minutes=None, run_dir=str(run_dir), progress=False)
-    return TrainConfig(**{**fields, **kw})
+    fields = dict(model={"dropout": 0.1}, max_tokens=256, warmup=20, log_every=2)
+    return tiny_train_config(run_dir, **{**fields, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from transformer.cli import build_parser, train_config_from_args
+from transformer.apps.cli import build_parser, train_config_from_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,8 +75,8 @@ def test_options_reach_the_train_and_model_configs():
 
 
 def test_reproduce_writes_a_results_file(tmp_path):
+    from transformer.apps.reproduce import reproduce
     from transformer.data import load_dataset
-    from transformer.reproduce import reproduce
 
     data = load_dataset("numbers", n_train=300, n_val=20, n_test=20)
     result = reproduce("cpu", time_budget=0.02, results_dir=tmp_path / "results",
@@ -96,7 +96,7 @@ def test_reproduce_writes_a_results_file(tmp_path):
 def test_published_comparison_picks_the_published_metric_and_decoding():
     from types import SimpleNamespace
 
-    from transformer.reproduce import published_comparison
+    from transformer.apps.reproduce import published_comparison
 
     def scores(x):
         return {"tokenized_bleu": x, "tokenized_bleu_signature": f"sig{x}",
@@ -111,3 +111,45 @@ def test_published_comparison_picks_the_published_metric_and_decoding():
                                  decodes)
     assert (en_de["published"], en_de["ours"], en_de["signature"]) == (41.0, 31.0, "sig31.0")
     assert "1000 sentences of test_2016_flickr" in en_de["note"]
+
+
+def test_a_recipe_is_the_base_and_options_override_it():
+    args = build_parser().parse_args([
+        "train", "--recipe", "reproduce-cpu", "--dataset", "copy", "--max-tokens", "512",
+        "--dropout", "0.3", "--eval-every", "0"])
+    cfg = train_config_from_args(args)
+    assert (cfg.preset, cfg.dataset, cfg.max_tokens, cfg.warmup, cfg.eval_every) == (
+        "small", "copy", 512, 400, None)
+    assert cfg.model == {"n_layers": 2, "d_model": 128, "d_ff": 512, "n_heads": 4,
+                         "dropout": 0.3}
+
+
+def test_option_help_and_ranges_come_from_the_fields(capsys):
+    import dataclasses
+
+    from transformer.engine.train import TrainConfig
+    from transformer.model import TransformerConfig
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    train_help = capsys.readouterr().out
+    squeezed = "".join(train_help.split())  # argparse wraps lines, also after hyphens
+    for cls in (TrainConfig, TransformerConfig):
+        for f in dataclasses.fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            if f.metadata.get("cli"):
+                assert flag in train_help and "".join(f.metadata["help"].split()) in squeezed
+            else:
+                assert flag + " " not in train_help, f.name
+    assert "--max-stepsINTstopafterthismanyoptimizersteps;aninteger>=1" in squeezed
+    with pytest.raises(ValueError, match=r"max_steps must be an integer >= 1 \(or None\), got -1"):
+        train_config_from_args(build_parser().parse_args(["train", "--max-steps", "-1"]))
+
+
+def test_the_package_needs_no_plotting_library():
+    code = ("import sys, transformer, transformer.engine.train, transformer.apps.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('matplotlib', 'altair', 'pandas')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr

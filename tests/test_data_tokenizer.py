@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from transformer.config import TransformerConfig
 from transformer.data import SubwordTokenizer
 from transformer.data.corpora import clean
 from transformer.data.tokenizer import load_or_train
+from transformer.model.config import TransformerConfig
 
 # the offline Multi30k mirror that .ci/run names (a local folder), if there is one
 MIRROR = Path(os.environ.get("TRANSFORMER_DATA_MIRROR") or "../shared/data") / "multi30k"

@@ -12,10 +12,11 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from helpers import tiny_train_config
 
-from transformer import checkpoint as ckpt
 from transformer.data import load_dataset
-from transformer.train import TrainConfig, train
+from transformer.engine import checkpoint as ckpt
+from transformer.engine.train import TrainConfig, train
 
 STEPS = 5
 
@@ -25,11 +26,8 @@ def dataset():
 
 
 def config(run_dir, **kw) -> TrainConfig:
-    fields = dict(dataset="copy", preset="tiny", model={"dropout": 0.0}, max_tokens=384,
-                  tokens_per_step=None, warmup=10, lr_scale=0.25, max_steps=STEPS, log_every=1,
-                  eval_every=None, save_every_minutes=None, run_dir=str(run_dir),
-                  progress=False)
-    return TrainConfig(**{**fields, **kw})
+    fields = dict(max_tokens=384, warmup=10, max_steps=STEPS, log_every=1)
+    return tiny_train_config(run_dir, **{**fields, **kw})
 
 
 class BothShards:

@@ -7,9 +7,8 @@ import re
 from functools import cache
 from pathlib import Path
 
+import jupytext
 import pytest
-
-jupytext = pytest.importorskip("jupytext")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SOURCES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))

@@ -1,55 +1,50 @@
-"""transformer.recipes: the notebooks' run is trained once, then reused; settings are checked."""
+"""transformer.apps.recipes: every named run is a valid TrainConfig; overrides merge as said."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from transformer import recipes
+from transformer.apps.recipes import RECIPES
+from transformer.engine.train import TrainConfig
+from transformer.model import PRESETS, TransformerConfig
 
 
-@pytest.fixture
-def tiny_setup(tmp_path, monkeypatch):
-    from transformer.data import load_dataset
-
-    dataset = load_dataset("numbers", n_train=300, n_val=50, n_test=50)
-    monkeypatch.setenv(recipes.RUNS_DIR_ENV, str(tmp_path))
-    monkeypatch.setitem(recipes._DATA_CACHE, None, (dataset, "numbers"))
-    settings = dict(preset="tiny", model=dict(dropout=0.0), max_tokens=256, tokens_per_step=None,
-                    warmup=10, max_steps=3, log_every=1, eval_every=None, save_every=1,
-                    save_every_minutes=None, keep_last=2, progress=False)
-    monkeypatch.setitem(recipes.NOTEBOOK_PROFILES, "cpu", settings)
-    return dataset, settings
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_each_recipe_builds_a_valid_config_with_reasons(name):
+    recipe = RECIPES[name]
+    cfg = recipe.config()
+    assert isinstance(cfg, TrainConfig) and cfg.preset in PRESETS
+    TransformerConfig.from_preset(cfg.preset, **cfg.model)  # the model it names is valid
+    assert len(recipe.why) > 40 and recipe.what
+    assert cfg.max_steps or cfg.time_budget  # train() refuses a run with no end
+    unknown = recipe.train.keys() - {f.name for f in dataclasses.fields(TrainConfig)}
+    assert not unknown
 
 
-def test_trains_once_then_reuses(tiny_setup, capsys):
-    first = recipes.notebook_run("cpu")
-    assert not first.reused and first.summary["steps"] == 3
-    assert first.run_dir.parent == recipes.runs_dir()
-    assert [r["step"] for r in first.log("train")] == [1, 2, 3]
-    assert len(first.checkpoints()) == 2
-    second = recipes.notebook_run("cpu")
-    assert second.reused and second.checkpoint == first.checkpoint
-    assert "reusing the finished run" in capsys.readouterr().out
-    assert not second.model.training  # loaded for evaluation
+def test_overrides_replace_fields_and_merge_the_model_dict():
+    cfg = RECIPES["reproduce-cpu"].config(max_tokens=512, model={"dropout": 0.3})
+    assert cfg.max_tokens == 512
+    assert cfg.model == {"n_layers": 2, "d_model": 128, "d_ff": 512, "n_heads": 4,
+                         "dropout": 0.3}
+    assert RECIPES["reproduce-cpu"].train["model"].get("dropout") is None  # not mutated
 
 
-def test_other_settings_retrain_on_cpu(tiny_setup):
-    _, settings = tiny_setup
-    recipes.notebook_run("cpu")
-    settings["max_steps"] = 4
-    cfg = recipes.notebook_config("cpu", tiny_setup[0])
-    assert recipes.run_status(cfg)[0] == "other"
-    again = recipes.notebook_run("cpu")
-    assert not again.reused and again.summary["steps"] == 4
+def test_paper_recipes_follow_section_5():
+    base, big = RECIPES["paper-base"].config(), RECIPES["paper-big"].config()
+    assert (base.max_steps, big.max_steps) == (100_000, 300_000)
+    assert base.warmup == big.warmup == 4000 and base.tokens_per_step == 25000
+    assert (RECIPES["paper-base"].average, RECIPES["paper-big"].average) == (5, 20)
+    assert big.keep_last >= RECIPES["paper-big"].average  # nothing averaged is pruned
 
 
-def test_missing_run_without_training_says_what_to_do(tiny_setup):
-    with pytest.raises(FileNotFoundError, match="06_training"):
-        recipes.notebook_run("cpu", train_if_missing=False)
-
-
-def test_partial_run_is_not_finished(tiny_setup):
-    dataset, _ = tiny_setup
-    run = recipes.notebook_run("cpu")
-    (run.run_dir / "summary.json").unlink()
-    assert recipes.run_status(recipes.notebook_config("cpu", dataset))[0] == "partial"
+@pytest.mark.parametrize("field,value", [
+    ("max_steps", -1), ("max_steps", 0), ("max_tokens", 0), ("lr_scale", 0.0),
+    ("beta2", 1.0), ("dataset", "imagenet"), ("preset", "huge"), ("keep_last", -1),
+    ("time_budget", -5.0), ("warmup", 2.5),
+])
+def test_out_of_range_values_are_refused_with_the_range(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be") as err:
+        TrainConfig(**{field: value})
+    assert "got" in str(err.value)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from transformer.schedule import build_scheduler, transformer_lr
+from transformer.engine.schedule import build_scheduler, transformer_lr
 
 
 def test_formula_warmup_peak_and_decay():

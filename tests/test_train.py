@@ -4,11 +4,13 @@ import json
 
 import pytest
 import torch
+from helpers import tiny_train_config
 
 from transformer import Transformer, TransformerConfig
 from transformer.data import load_dataset
-from transformer.loss import evaluate_loss, token_losses
-from transformer.train import TrainConfig, micro_batches_per_step, train
+from transformer.engine.evaluate import evaluate_loss
+from transformer.engine.loss import token_losses
+from transformer.engine.train import TrainConfig, micro_batches_per_step, train
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +19,7 @@ def copy_data():
 
 
 def tiny(tmp_path, **kw) -> TrainConfig:
-    fields = dict(dataset="copy", preset="tiny", model={"dropout": 0.0}, max_tokens=1024,
-                  tokens_per_step=None, warmup=50, lr_scale=0.25, log_every=10, eval_every=None,
-                  save_every_minutes=None, run_dir=str(tmp_path / "run"), progress=False)
-    return TrainConfig(**{**fields, **kw})
+    return tiny_train_config(tmp_path / "run", **kw)
 
 
 def records(run_dir, kind="train"):
@@ -126,7 +125,7 @@ def test_evaluate_loss_reports_perplexity_of_the_unsmoothed_nll(copy_data):
     model = Transformer(TransformerConfig.from_preset(
         "tiny", src_vocab_size=copy_data.tokenizer.vocab_size,
         tgt_vocab_size=copy_data.tokenizer.vocab_size))
-    m = evaluate_loss(model, copy_data, "val", 2048)
+    m = evaluate_loss(model, copy_data, "val", max_tokens=2048)
     assert m["ppl"] == pytest.approx(torch.tensor(m["nll"]).exp().item())
     assert m["loss"] > m["nll"] > 0  # smoothing adds the uniform term: higher than the NLL here
     assert m["tokens"] == sum(b.n_tgt_tokens for b in copy_data.batches("val", 2048))

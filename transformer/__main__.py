@@ -1,7 +1,7 @@
-"""``python -m transformer ...``: see ``transformer/cli.py``."""
+"""``python -m transformer ...``: see ``transformer/apps/cli.py``."""
 
 import sys
 
-from .cli import main
+from .apps.cli import main
 
 sys.exit(main())

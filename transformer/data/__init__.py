@@ -9,8 +9,8 @@ See data/README.md for sources, licences, the mirror and the cache.
 """
 
 from .batching import Batch, Ragged, filter_pairs, make_batches, padding_fraction
-from .corpora import CHECKSUMS, DATASETS, DatasetInfo, download, register_checksums
-from .dataset import TranslationDataset, load_dataset
+from .corpora import CHECKSUMS, DATASETS, DatasetInfo, register_checksums
+from .dataset import TranslationDataset, download, load_dataset
 from .fetch import ChecksumError, DataError, DownloadError, resolve_data_dir
 from .tokenizer import SubwordTokenizer
 

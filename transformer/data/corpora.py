@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .fetch import DataError, fetch, resolve_data_dir, source_for, verify
+from .fetch import DataError, fetch, source_for, verify
 
 MULTI30K_HOME = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw"
 MULTI30K_SPLITS = ("train", "val", "test_2016_flickr", "test_2017_flickr", "test_2017_mscoco",
@@ -190,24 +190,3 @@ def multi30k_texts(data_dir: Path, split: str, src: str, tgt: str, progress: boo
     names = [f"{split}.{src}.gz", f"{split}.{tgt}.gz"]
     ensure_files("multi30k", names, data_dir, progress)
     return read_parallel(*(data_dir / "multi30k" / n for n in names))
-
-
-def download(name: str, data_dir=None, progress: bool = True) -> Path:
-    """Fetch and verify every file of dataset ``name`` into the cache; return its folder.
-
-    This is what ``python -m transformer download NAME [--data-dir DIR]`` calls.  Generated
-    tasks need nothing.  WMT14 archives are also unpacked into aligned text files.
-    """
-    info = get_info(name)
-    folder = resolve_data_dir(data_dir) / name
-    if not info.files:
-        print(f"{name}: generated on the fly, nothing to download")
-        return folder
-    if name == "wmt14":
-        from .wmt14 import prepare
-
-        prepare(folder.parent, progress=progress)
-    else:
-        ensure_files(name, sorted(info.files), folder.parent, progress)
-    print(f"{name}: {len(info.files)} files verified in {folder}")
-    return folder

@@ -1,4 +1,4 @@
-"""``load_dataset`` and ``TranslationDataset``: aligned text, subword ids and batches.
+"""``load_dataset``, ``TranslationDataset`` and ``download``: aligned text, subword ids, batches.
 
 A dataset reads a split on first use: its aligned sentences (``texts``), their subword ids
 (cached on disk for downloaded corpora), the training filter (``filter_report``) and batches.
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .batching import Batch, Ragged, filter_pairs, make_batches
-from .corpora import get_info, multi30k_texts
+from .corpora import ensure_files, get_info, multi30k_texts
 from .fetch import atomic_output, resolve_data_dir
 from .tasks import copy_task, numbers_task
 from .tokenizer import SETTINGS, SubwordTokenizer, load_or_train
@@ -203,3 +203,22 @@ def load_dataset(name: str, src: str | None = None, tgt: str | None = None, *,
     tokenizer = load_or_train(path, training_text, vocab_size, progress)
     return TranslationDataset(name, src, tgt, tokenizer, info.splits, load_texts,
                               cache_dir=data_dir / name, data_key=data_key, **options)
+
+
+def download(name: str, data_dir=None, progress: bool = True) -> Path:
+    """Fetch and verify every file of dataset ``name`` into the cache; return its folder.
+
+    This is what ``python -m transformer download NAME [--data-dir DIR]`` calls.  Generated
+    tasks need nothing.  WMT14 archives are also unpacked into aligned text files.
+    """
+    info = get_info(name)
+    folder = resolve_data_dir(data_dir) / name
+    if not info.files:
+        print(f"{name}: generated on the fly, nothing to download")
+        return folder
+    if name == "wmt14":
+        prepare(folder.parent, progress=progress)
+    else:
+        ensure_files(name, sorted(info.files), folder.parent, progress)
+    print(f"{name}: {len(info.files)} files verified in {folder}")
+    return folder

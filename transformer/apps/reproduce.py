@@ -9,21 +9,10 @@ greedy and beam 5, so that ``published`` can set our number beside the best publ
 from-scratch Multi30k results in *their* metric: DE->EN 36.5 (lowercased tokenized BLEU,
 greedy) and EN->DE 41.0 (tokenized BLEU, beam 5).
 
-Profiles (``--profile`` or ``TRANSFORMER_PROFILE``; default gpu when CUDA is available):
-
-* ``gpu``: the base model (65M parameters) and the paper's recipe (Section 5: Adam(0.9, 0.98,
-  1e-9), the warm-up schedule, label smoothing 0.1), fitted to a corpus 150 times smaller than
-  WMT14: steps of 4096 tokens (Multi30k's 29k pairs make only ~17 steps of 25000), 1000 warm-up
-  steps at half the paper's rate (peak 7e-4, as at warm-up 4000), dropout 0.3 (the paper's
-  big-model value; Table 3 row D: dropout matters most against over-fitting).  It trains until
-  the validation loss has not improved for 8 validations (~2000 steps) or the time budget
-  (default 30 minutes) runs out, averages the 5 checkpoints up to the best one (Section 6.1)
-  and decodes with beam 4, alpha 0.6.  These settings are reasoned, not yet tuned on a GPU.
-* ``cpu``: a narrow model (N=2, d_model=128, d_ff=512, h=4, dropout 0.1; 1.95M parameters)
-  for ``TRANSFORMER_TIME_BUDGET`` minutes (default 10), batches of at most 1024 tokens, 400
-  warm-up steps at the paper's rate.  On two cores it makes about five times as many steps
-  per minute as the 7.6M-parameter "small" preset, which more than pays for its size in a
-  10-minute run (the settings of notebook 06, with dropout kept for the longer run).
+Profiles (``--profile`` or ``TRANSFORMER_PROFILE``; default gpu when CUDA is available) pick
+the recipe ``reproduce-gpu`` (the base model) or ``reproduce-cpu`` (a narrow model for 10
+minutes) of ``recipes.py``, where their settings and reasons are written.  Runs go to
+``default_runs_dir()``: ``$TRANSFORMER_RUNS_DIR``, else ``<repo>/runs``.
 """
 
 from __future__ import annotations
@@ -34,22 +23,16 @@ import os
 import time
 from pathlib import Path
 
-from . import checkpoint as ckpt
+from ..data import DataError, TranslationDataset, load_dataset
+from ..engine import checkpoint as ckpt
+from ..engine.evaluate import checkpoint_and_data, evaluate, format_scores
+from ..engine.rundir import best_val_step
+from ..engine.runtime import environment, pick_device
+from ..engine.train import train
 from .profile import resolve_profile
-from .runtime import environment, pick_device
-from .train import TrainConfig, train
+from .recipes import RECIPES
 
-PROFILES = {
-    "gpu": dict(preset="base", model=dict(dropout=0.3), max_tokens=4096, tokens_per_step=None,
-                accum=1, warmup=1000, lr_scale=0.5, max_steps=100_000, time_budget=30.0,
-                log_every=50, eval_every=250, patience=8, save_every=250,
-                save_every_minutes=None, keep_last=20, compile=False),
-    "cpu": dict(preset="small", model=dict(n_layers=2, d_model=128, d_ff=512, n_heads=4),
-                max_tokens=1024, tokens_per_step=None, accum=1, warmup=400, lr_scale=1.0,
-                time_budget=10.0, log_every=10, eval_every=500, save_every_minutes=None,
-                keep_last=2),
-}
-AVERAGE = {"gpu": 5, "cpu": 0}  # checkpoints averaged for the final model (Section 6.1)
+RUNS_DIR_ENV = "TRANSFORMER_RUNS_DIR"
 BEAM = 4  # Section 6.1
 # The best published from-scratch results on Multi30k test_2016_flickr that we know of, in the
 # metric and decoding each was reported with (rounded; quoted, not rerun here).
@@ -63,10 +46,19 @@ BLEU_KEYS = ("sacrebleu", "sacrebleu_signature", "tokenized_bleu", "tokenized_bl
              "tokenized_bleu_lc", "tokenized_bleu_lc_signature")
 
 
-def pick_data(data_dir=None, src="de", tgt="en"):
-    """``(dataset, note)``: Multi30k src->tgt if available, else the numbers task."""
-    from .data import DataError, load_dataset
+def default_runs_dir() -> Path:
+    """``$TRANSFORMER_RUNS_DIR``, else ``<repo>/runs`` in a checkout, else ``./runs``."""
+    env = os.environ.get(RUNS_DIR_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    repo = Path(__file__).resolve().parents[2]
+    if (repo / "pyproject.toml").is_file():
+        return repo / "runs"
+    return Path("runs").resolve()
 
+
+def pick_data(data_dir=None, src="de", tgt="en") -> tuple[TranslationDataset, str]:
+    """``(dataset, note)``: Multi30k src->tgt if available, else the numbers task."""
     mirror = os.environ.get("TRANSFORMER_DATA_MIRROR")
     try:
         return load_dataset("multi30k", src, tgt, data_dir=data_dir), (
@@ -76,20 +68,6 @@ def pick_data(data_dir=None, src="de", tgt="en"):
         note = f"Multi30k unavailable ({type(e).__name__}: {e}); using the embedded numbers task"
         print(note)
         return load_dataset("numbers", data_dir=data_dir), note
-
-
-def best_checkpoints(run_dir: Path, best_step: int | None, n: int) -> list[Path]:
-    """The last ``n`` checkpoints written at or before ``best_step`` (all if None)."""
-    paths = ckpt.list_checkpoints(run_dir)
-    if best_step is not None:
-        paths = [p for p in paths if int(p.stem.split("_")[1]) <= best_step] or paths
-    return paths[-n:] if n > 0 else []
-
-
-def best_val_step(run_dir: Path) -> int | None:
-    records = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
-    val = [r for r in records if r["kind"] == "val"]
-    return min(val, key=lambda r: r["loss"])["step"] if val else None
 
 
 def published_comparison(dataset, decodes: dict) -> dict | None:
@@ -105,13 +83,10 @@ def published_comparison(dataset, decodes: dict) -> dict | None:
 
 
 def reproduce(profile: str | None = None, time_budget: float | None = None, data_dir=None,
-              results_dir="results", runs_dir="runs", *, src="de", tgt="en", dataset=None,
-              limit=None, **overrides) -> dict:
+              results_dir="results", runs_dir: str | Path | None = None, *, src="de", tgt="en",
+              dataset=None, limit=None, **overrides) -> dict:
     """Run the whole job; ``dataset``, ``limit`` (test sentences) and ``overrides`` (of
     ``TrainConfig`` fields) let tests make it small."""
-    from .cli import checkpoint_and_data, print_evaluation
-    from .translate import evaluate
-
     t0 = time.time()
     profile = resolve_profile(profile)
     budget = time_budget or os.environ.get("TRANSFORMER_TIME_BUDGET")
@@ -120,25 +95,25 @@ def reproduce(profile: str | None = None, time_budget: float | None = None, data
     else:
         data_note = "given"
     name = f"{dataset.name}-{dataset.src_lang}-{dataset.tgt_lang}-{profile}"
-    run_dir = Path(runs_dir) / name
-    options = {**PROFILES[profile], **overrides}
+    run_dir = Path(runs_dir or default_runs_dir()) / name
+    recipe = RECIPES[f"reproduce-{profile}"]
     if budget:
-        options["time_budget"] = float(budget)
-    cfg = TrainConfig(dataset=dataset.name, src=dataset.src_lang, tgt=dataset.tgt_lang,
-                      data_dir=None if data_dir is None else str(data_dir),
-                      run_dir=str(run_dir), overwrite=True, **options)
+        overrides["time_budget"] = float(budget)
+    cfg = recipe.config(dataset=dataset.name, src=dataset.src_lang, tgt=dataset.tgt_lang,
+                        data_dir=None if data_dir is None else str(data_dir),
+                        run_dir=str(run_dir), overwrite=True, **overrides)
     print(f"reproduce: profile {profile}, {name}, run dir {run_dir}")
     summary = train(cfg, dataset)
     t_train = time.time() - t0
 
     # the model to evaluate: the average of the checkpoints up to the best validation (6.1)
     final = Path(summary["checkpoint"])
-    chosen = best_checkpoints(run_dir, best_val_step(run_dir), AVERAGE[profile])
+    chosen = ckpt.checkpoints_up_to(run_dir, best_val_step(run_dir), recipe.average)
     if len(chosen) > 1:
         final = ckpt.write_average(chosen, run_dir / "averaged.pt")
         print(f"averaged {len(chosen)} checkpoints: {', '.join(p.name for p in chosen)}")
     device = pick_device("auto")
-    test_split = dataset.resolve("test") if hasattr(dataset, "resolve") else "test"
+    test_split = dataset.resolve("test")
     model, dataset = checkpoint_and_data(final, device=str(device), dataset=dataset)
     decodes = {name: evaluate(model, dataset, test_split, beam_size=beam, limit=limit,
                               score_perplexity=name == "beam4")
@@ -149,7 +124,7 @@ def reproduce(profile: str | None = None, time_budget: float | None = None, data
     print("\nsample translations (test):")
     for s in scores["samples"]:
         print(f"  src: {s['src']}\n  ref: {s['ref']}\n  hyp: {s['hyp']}\n")
-    print_evaluation(scores)
+    print(format_scores(scores))
     published = published_comparison(dataset, decodes)
     if published:
         print(f"  beside the best published from-scratch result ({published['metric']}): "

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .config import TransformerConfig
-from .model import Transformer
+from ..data import SubwordTokenizer
+from ..model import Transformer, TransformerConfig
 
 FORMAT = "transformer-checkpoint/1"
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
@@ -53,9 +53,26 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def step_of(path: str | Path) -> int:
+    """The optimizer step a step checkpoint was written at (``step_00001000.pt`` -> 1000)."""
+    match = _STEP_FILE.match(Path(path).name)
+    if not match:
+        raise ValueError(f"{path} is not a step checkpoint (step_<digits>.pt)")
+    return int(match.group(1))
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     paths = list_checkpoints(run_dir)
     return paths[-1] if paths else None
+
+
+def checkpoints_up_to(run_dir: str | Path, step: int | None, n: int) -> list[Path]:
+    """The last ``n`` kept checkpoints written at or before ``step`` (any step if None; all
+    kept ones if none is that early): what Section 6.1 averages, ending at the best one."""
+    paths = list_checkpoints(run_dir)
+    if step is not None:
+        paths = [p for p in paths if step_of(p) <= step] or paths
+    return paths[-n:] if n > 0 else []
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
@@ -157,7 +174,7 @@ def load_model_state(model: torch.nn.Module, state_dict: dict, path: str | Path 
         raise CheckpointError(
             f"checkpoint {path}: its weights do not fit the model ({e}). "
             "Nothing was loaded partially; rebuild the model from the checkpoint's "
-            "model_config (transformer.checkpoint.load_model does)."
+            "model_config (transformer.engine.checkpoint.load_model does)."
         ) from e
 
 
@@ -192,10 +209,8 @@ def tokenizer_record(tokenizer, source: str | Path | None = None) -> dict:
             "vocab_size": int(tokenizer.vocab_size)}
 
 
-def load_tokenizer(state: dict, path: str | Path = "checkpoint"):
+def load_tokenizer(state: dict, path: str | Path = "checkpoint") -> SubwordTokenizer:
     record = state.get("tokenizer") or {}
-    from .data import SubwordTokenizer  # imported late: the model needs no data package
-
     if record.get("blob"):
         with tempfile.TemporaryDirectory() as tmp:
             file = Path(tmp) / "tokenizer.json"
@@ -204,6 +219,35 @@ def load_tokenizer(state: dict, path: str | Path = "checkpoint"):
     if record.get("path") and Path(record["path"]).exists():
         return SubwordTokenizer.load(record["path"])
     raise CheckpointError(f"checkpoint {path} holds no tokenizer; it cannot translate text.")
+
+
+# ---------------------------------------------------------------------------------------------
+# training state: everything ``train`` needs to continue exactly where it stopped
+
+def save_training(path: str | Path, *, model, config: TransformerConfig, tokenizer: dict,
+                  optimizer, scheduler, progress: dict, rng: list, **meta) -> Path:
+    """Write a resumable checkpoint: weights and config, tokenizer record (from
+    ``tokenizer_record``), optimizer and schedule, ``progress`` (step, epoch, batch, ...), every
+    rank's generator states ``rng``, and ``meta`` (data, train_config, world_size, ...)."""
+    state = {"format": FORMAT, "model": model.state_dict(), "model_config": config.to_dict(),
+             "tokenizer": tokenizer, "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "step": progress["step"],
+             "progress": dict(progress), "rng": rng, **meta, "torch": str(torch.__version__)}
+    return save_checkpoint(state, path)
+
+
+def restore_training(state: dict, path: str | Path, *, model, config: TransformerConfig,
+                     optimizer, scheduler) -> dict:
+    """Load a checkpoint written by ``save_training`` into ``model``, ``optimizer`` and
+    ``scheduler``; return its progress and generator states as ``(progress, rng)``."""
+    check_config(state, config, path)
+    load_model_state(model, state["model"], path)
+    if "optimizer" not in state:
+        raise CheckpointError(f"checkpoint {path} holds no optimizer state (an average?); it "
+                              "can be translated with but not resumed.")
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["progress"], state["rng"]
 
 
 # ---------------------------------------------------------------------------------------------

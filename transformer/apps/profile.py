@@ -1,8 +1,8 @@
 """The two run profiles: ``cpu`` (small, minutes on a laptop or CI) and ``gpu`` (paper-sized).
 
-``PROFILE`` is ``"gpu"`` when CUDA is available and ``"cpu"`` otherwise; the environment variable
-``TRANSFORMER_PROFILE`` (``cpu`` or ``gpu``) overrides it.  Notebooks print ``banner()`` first so
-every stored output says which profile and which hardware produced it.
+``resolve_profile()`` is ``"gpu"`` when CUDA is available and ``"cpu"`` otherwise; the
+environment variable ``TRANSFORMER_PROFILE`` (``cpu`` or ``gpu``) overrides it.  Notebooks print
+``banner()`` first so every stored output says which profile and which hardware produced it.
 """
 
 from __future__ import annotations
@@ -26,14 +26,6 @@ def resolve_profile(value: str | None = None) -> str:
     if value == "gpu" and not torch.cuda.is_available():
         raise RuntimeError("TRANSFORMER_PROFILE=gpu, but torch.cuda.is_available() is False")
     return value
-
-
-def __getattr__(name: str):
-    # ``PROFILE`` is resolved when first asked for, so that importing this module never fails
-    # because of the environment; asking for it with a bad TRANSFORMER_PROFILE raises clearly.
-    if name == "PROFILE":
-        return resolve_profile()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def device(profile: str | None = None) -> torch.device:

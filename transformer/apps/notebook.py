@@ -1,24 +1,16 @@
 """The notebooks' training run: train the model of a profile once, reuse it afterwards.
 
-    run = notebook_run()            # trains (cpu: ~2.5 minutes) or reuses a finished run
+    run = notebook_run()            # trains (cpu: a few minutes) or reuses a finished run
     run.model, run.tokenizer, run.dataset, run.run_dir, run.summary, run.reused
 
 Notebook 06 trains this run and notebook 07 evaluates it; both call ``notebook_run`` so they
-agree on the run directory and the settings.  A run is *finished* when its ``summary.json``
-names a checkpoint that exists and its ``config.json`` holds the same training settings as
-asked for now; a finished run is reused, never retrained silently.
-
-* ``cpu``: a small model (N=2, d_model=128, d_ff=512, h=4, 1.9M parameters) for 900 steps
-  (about 2.5 minutes on an idle 2-core machine; a fixed step count makes the numbers the same
-  on every machine, and a 5-minute time budget stops it early on a slow or busy one), with
-  batches of at most 1024 tokens, a 400-step warm-up and no
-  dropout (a run this short sees the data about once: nothing to over-fit, and dropout only
-  slows learning); a partial or mismatched run is retrained from scratch (it is short).
-  These settings came out best of a few tried on Multi30k at equal steps (3 vs 2 layers,
-  dropout 0.1 vs 0, batches of 2048 vs 1024 tokens, warm-up 200 vs 400).
-* ``gpu``: the paper's base model, with the settings ``make reproduce`` uses
-  (``transformer.reproduce.PROFILES["gpu"]``); an interrupted run is resumed from its latest
-  checkpoint; a run dir trained with other settings is an error, not a silent retraining.
+agree on the run directory and the settings: the recipe ``notebook-cpu`` or ``notebook-gpu``
+of ``recipes.py`` (where their reasons are written).  A run is *finished* when its
+``summary.json`` names a checkpoint that exists and its ``config.json`` holds the same training
+settings as asked for now; a finished run is reused, never retrained silently.  On the cpu
+profile a partial or mismatched run is retrained from scratch (it is short); on the gpu
+profile an interrupted run is resumed from its latest checkpoint, and a run dir trained with
+other settings is an error, not a silent retraining.
 
 Run directories live in ``<repo>/runs/`` (git-ignored) or under ``$TRANSFORMER_RUNS_DIR``.
 """
@@ -26,40 +18,21 @@ Run directories live in ``<repo>/runs/`` (git-ignored) or under ``$TRANSFORMER_R
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import checkpoint as ckpt
+from ..data import TranslationDataset
+from ..engine import checkpoint as ckpt
+from ..engine.rundir import best_val_step, read_log
+from ..engine.train import TrainConfig, train
+from ..model import Transformer
 from .profile import device as profile_device
 from .profile import resolve_profile
-from .reproduce import PROFILES as REPRODUCE_PROFILES
-from .reproduce import best_checkpoints, best_val_step, pick_data
-from .train import TrainConfig, train
+from .recipes import RECIPES
+from .reproduce import default_runs_dir, pick_data
 
-RUNS_DIR_ENV = "TRANSFORMER_RUNS_DIR"
-
-NOTEBOOK_PROFILES = {
-    "cpu": dict(preset="small", model=dict(n_layers=2, d_model=128, d_ff=512, n_heads=4,
-                                           dropout=0.0),
-                max_tokens=1024, tokens_per_step=None, accum=1, warmup=400, lr_scale=1.0,
-                max_steps=900, time_budget=5.0, log_every=5, eval_every=100, save_every=50,
-                save_every_minutes=None, keep_last=5),
-    "gpu": dict(REPRODUCE_PROFILES["gpu"]),
-}
 # TrainConfig fields that do not change what is trained
 _VOLATILE = {"run_dir", "overwrite", "resume", "progress", "data_dir"}
-
-
-def runs_dir() -> Path:
-    """``$TRANSFORMER_RUNS_DIR``, else ``<repo>/runs`` in a checkout, else ``./runs``."""
-    env = os.environ.get(RUNS_DIR_ENV)
-    if env:
-        return Path(env).expanduser().resolve()
-    repo = Path(__file__).resolve().parents[1]
-    if (repo / "pyproject.toml").is_file():
-        return repo / "runs"
-    return Path("runs").resolve()
 
 
 _DATA_CACHE: dict = {}
@@ -76,9 +49,10 @@ def notebook_dataset(data_dir=None):
 def notebook_config(profile: str, dataset, data_dir=None) -> TrainConfig:
     """The training settings of the notebook run of ``profile`` on ``dataset``."""
     name = f"notebook-{dataset.name}-{dataset.src_lang}-{dataset.tgt_lang}-{profile}"
-    return TrainConfig(dataset=dataset.name, src=dataset.src_lang, tgt=dataset.tgt_lang,
-                       data_dir=None if data_dir is None else str(data_dir),
-                       run_dir=str(runs_dir() / name), **NOTEBOOK_PROFILES[profile])
+    return RECIPES[f"notebook-{profile}"].config(
+        dataset=dataset.name, src=dataset.src_lang, tgt=dataset.tgt_lang,
+        data_dir=None if data_dir is None else str(data_dir),
+        run_dir=str(default_runs_dir() / name))
 
 
 def _settings(train_config: dict) -> dict:
@@ -111,9 +85,9 @@ class NotebookRun:
     eval mode), data, directory and summary."""
 
     profile: str
-    model: object
+    model: Transformer
     tokenizer: object
-    dataset: object
+    dataset: TranslationDataset
     data_note: str
     run_dir: Path
     checkpoint: Path
@@ -123,9 +97,7 @@ class NotebookRun:
 
     def log(self, kind: str | None = None) -> list[dict]:
         """The records of ``log.jsonl`` ("train" and "val"), optionally of one kind."""
-        lines = (self.run_dir / "log.jsonl").read_text().splitlines()
-        records = [json.loads(x) for x in lines if x.strip()]
-        return [r for r in records if kind is None or r["kind"] == kind]
+        return read_log(self.run_dir, kind)
 
     def checkpoints(self) -> list[Path]:
         """The step checkpoints the run kept, oldest first."""
@@ -134,7 +106,7 @@ class NotebookRun:
 
 def notebook_run(profile: str | None = None, *, train_if_missing: bool = True,
                  retrain: bool = False, data_dir=None, device=None) -> NotebookRun:
-    """The notebook model of ``profile`` (default: ``transformer.profile``'s choice).
+    """The notebook model of ``profile`` (default: ``profile.resolve_profile()``).
 
     Reuses a finished run; otherwise trains it when ``train_if_missing`` (the gpu profile
     resumes an interrupted run), else raises ``FileNotFoundError`` saying what to run.
@@ -150,7 +122,7 @@ def notebook_run(profile: str | None = None, *, train_if_missing: bool = True,
             raise FileNotFoundError(
                 f"no finished notebook run in {run_dir} ({status}). Execute "
                 "notebooks/06_training.ipynb first, or in Python: "
-                f"`from transformer.recipes import notebook_run; notebook_run({profile!r})`.")
+                f"`from transformer.apps.notebook import notebook_run; notebook_run({profile!r})`.")
         if status == "other" and profile == "gpu" and not retrain:
             raise FileExistsError(
                 f"{run_dir} holds a run trained with other settings; delete it (or move it) "
@@ -174,7 +146,7 @@ def notebook_run(profile: str | None = None, *, train_if_missing: bool = True,
               "notebook_run(retrain=True) tries again.")
     # the model to evaluate: the kept checkpoint with the best validation loss (the last one,
     # unless the run went on past its best, as the gpu profile's early stopping does)
-    chosen = best_checkpoints(run_dir, best_val_step(run_dir), 1)
+    chosen = ckpt.checkpoints_up_to(run_dir, best_val_step(run_dir), 1)
     path = chosen[0] if chosen else Path(summary["checkpoint"])
     if path.name != Path(summary["checkpoint"]).name:
         print(f"evaluating {path.name}, the kept checkpoint with the best validation loss "

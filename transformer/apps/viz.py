@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import altair as alt
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 
 def _numpy(weights) -> np.ndarray:
@@ -57,9 +59,6 @@ def attention_chart(maps, keys, queries=None, *, title="Attention weights", size
     The selectors are altair parameters bound to a dropdown (layer) and a slider (head); the
     tooltip shows the query token, the key token and the weight.
     """
-    import altair as alt
-    import pandas as pd
-
     w = _numpy(maps)
     if w.ndim == 2:
         w = w[None, None]

@@ -10,7 +10,8 @@
 
 Every field of ``TrainConfig`` is an option (``--max-tokens``, ``--time-budget`` ...), and so
 is every architectural field of ``TransformerConfig`` (``--d-model``, ``--n-layers``,
-``--dropout`` ...); ``--set key=value`` reaches either by name.
+``--dropout`` ...), with the help text and range declared on the field; ``--set key=value``
+reaches either by name; ``--recipe NAME`` starts from a named run of ``recipes.py``.
 """
 
 from __future__ import annotations
@@ -20,86 +21,43 @@ import ast
 import dataclasses
 import json
 import sys
-import typing
 from pathlib import Path
 
-from .config import PRESETS, TransformerConfig
-from .runtime import pick_device
-from .train import TrainConfig
-
-# TransformerConfig fields that the tokenizer decides, not the user
-DATA_FIELDS = {"src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id", "unk_id"}
-
-TRAIN_HELP = {
-    "dataset": "copy, numbers, multi30k or wmt14",
-    "src": "source language (default: the dataset's usual pair)",
-    "tgt": "target language",
-    "data_dir": "corpus and tokenizer cache (default: $TRANSFORMER_DATA_DIR or data/cache)",
-    "vocab_size": "shared BPE vocabulary size (default: the dataset's)",
-    "clip_grad": "clip the gradient norm to this (the paper does not)",
-    "max_steps": "stop after this many optimizer steps",
-    "max_epochs": "stop after this many passes over the training data",
-    "seed": "seeds weights, dropout and batch order",
-    "device": "auto, cpu, cuda or cuda:N",
-    "run_dir": "where logs and checkpoints go",
-    "log_every": "steps between log records (the only steps that wait for the GPU)",
-    "keep_last": "checkpoints kept (the paper averages the last 5)",
-    "progress": "show a progress bar",
-    "preset": f"model preset: {', '.join(PRESETS)}",
-    "max_tokens": "token budget of one micro-batch (source and target each, padding included)",
-    "tokens_per_step": "target tokens per optimizer step over all ranks (the paper: 25000); "
-                       "sets the number of accumulated micro-batches; 0 to use --accum",
-    "accum": "micro-batches per optimizer step when --tokens-per-step is 0",
-    "warmup": "warm-up steps of the learning-rate schedule (Section 5.3)",
-    "lr_scale": "multiplies the schedule's learning rate",
-    "time_budget": "minutes of training before stopping",
-    "patience": "stop after this many validations without a lower validation loss",
-    "resume": "checkpoint to continue from, or 'auto' for the run dir's latest",
-    "overwrite": "start afresh in a run dir that already holds checkpoints",
-    "eval_every": "steps between validations (0: only at the end)",
-    "save_every": "steps between checkpoints (0: none by step count)",
-    "save_every_minutes": "minutes between checkpoints (0: none by time)",
-    "compile": "torch.compile the model",
-    "amp": "bf16 autocast on CUDA",
-}
+from ..data import DataError, download
+from ..engine.checkpoint import CheckpointError, list_checkpoints, load_model, write_average
+from ..engine.evaluate import evaluate_checkpoint, format_scores, translate
+from ..engine.runtime import pick_device
+from ..engine.train import TrainConfig, train
+from ..model import TransformerConfig
+from ..model.config import allowed, field_type
+from .recipes import RECIPES
+from .reproduce import reproduce
 
 
-def _field_type(tp):
-    """(python type, is_optional) of a dataclass annotation such as ``int | None``."""
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    return (args[0], True) if args else (tp, False)
-
-
-MODEL_HELP = {
-    "n_layers": "N, layers per stack", "d_model": "model width", "d_ff": "feed-forward width",
-    "n_heads": "h, attention heads", "d_k": "query/key width per head",
-    "d_v": "value width per head", "dropout": "P_drop (Section 5.4)",
-    "attn_dropout": "dropout on attention weights", "label_smoothing": "eps_ls (Section 5.4)",
-    "positional": "sinusoidal or learned", "max_len": "longest sequence (learned positions)",
-    "share_embeddings": "tie the embeddings and the output projection (Section 3.4)",
-    "norm_first": "pre-norm instead of the paper's post-norm",
-}
-
-
-def add_dataclass_options(parser, cls, skip=(), help_text=None, dest_prefix="",
-                          show_default=True):
-    """One ``--field-name`` option per dataclass field, defaulting to "not given" (None)."""
-    hints = typing.get_type_hints(cls)
+def add_dataclass_options(parser, cls, dest_prefix="", show_default=True):
+    """One ``--field-name`` option per field of ``cls`` declared with ``option(cli=True)``;
+    help text and range come from the field itself.  Every option defaults to "not given"
+    (None), so that only what the user typed overrides a recipe or preset."""
     for f in dataclasses.fields(cls):
-        if f.name in skip:
+        if not f.metadata.get("cli", False):
             continue
-        tp, _ = _field_type(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
-        text = (help_text or {}).get(f.name, "")
+        tp, _ = field_type(cls, f.name)
+        text = f.metadata["help"]
+        if f.metadata.get("low") is not None or f.metadata.get("above") is not None:
+            text += f"; {'0 or ' if f.metadata.get('zero_is_none') else ''}{allowed(f, tp)}"
         if show_default and f.default is not dataclasses.MISSING and f.default is not None:
-            text = f"{text} (default: {f.default})" if text else f"default: {f.default}"
-        kwargs = dict(dest=dest_prefix + f.name, default=None, help=text or None)
-        if tp is not bool:
-            kwargs["metavar"] = tp.__name__.upper() if tp in (int, float) else "TEXT"
+            text += f" (default: {f.default})"
+        kwargs = dict(dest=dest_prefix + f.name, default=None, help=text.replace("%", "%%"))
         if tp is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            parser.add_argument("--" + f.name.replace("_", "-"),
+                                action=argparse.BooleanOptionalAction, **kwargs)
         else:
-            parser.add_argument(flag, type=tp if tp in (int, float) else str, **kwargs)
+            if f.metadata.get("choices"):
+                kwargs["choices"] = f.metadata["choices"]
+            else:
+                kwargs["metavar"] = tp.__name__.upper() if tp in (int, float) else "TEXT"
+            parser.add_argument("--" + f.name.replace("_", "-"),
+                                type=tp if tp in (int, float) else str, **kwargs)
 
 
 def _given(args, prefix: str) -> dict:
@@ -118,7 +76,8 @@ def _parse_value(text: str):
 
 
 def train_config_from_args(args) -> TrainConfig:
-    """TrainConfig from parsed ``train`` options: model overrides go to ``cfg.model``."""
+    """TrainConfig from parsed ``train`` options, over ``--recipe``'s settings if given:
+    model overrides go to ``cfg.model``."""
     train_kw, model_kw = _given(args, "t_"), _given(args, "m_")
     model_fields = {f.name for f in dataclasses.fields(TransformerConfig)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -134,22 +93,19 @@ def train_config_from_args(args) -> TrainConfig:
         else:
             raise SystemExit(f"--set: unknown field {key!r}; model fields: "
                              f"{sorted(model_fields)}; train fields: {sorted(train_fields)}")
-    for key in ("tokens_per_step", "eval_every", "save_every", "save_every_minutes"):
-        if train_kw.get(key) == 0:
-            train_kw[key] = None
-    cfg = TrainConfig(**train_kw)
-    cfg.model = {**cfg.model, **model_kw}
-    return cfg
+    for f in dataclasses.fields(TrainConfig):  # on the command line 0 may mean "off"
+        if f.metadata.get("zero_is_none") and train_kw.get(f.name) == 0:
+            train_kw[f.name] = None
+    if args.recipe:
+        return RECIPES[args.recipe].config(**train_kw, model=model_kw)
+    return TrainConfig(**train_kw, model=model_kw)
 
 
 # ---------------------------------------------------------------------------------------------
 # commands
 
 def cmd_train(args) -> int:
-    from .train import train
-
-    cfg = train_config_from_args(args)
-    summary = train(cfg)
+    summary = train(train_config_from_args(args))
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -159,9 +115,6 @@ def _read_sentences() -> list[str]:
 
 
 def cmd_translate(args) -> int:
-    from .checkpoint import load_model
-    from .translate import translate
-
     model, tokenizer, _ = load_model(args.checkpoint, pick_device(args.device or "auto"))
     opts = dict(beam_size=args.beam, alpha=args.alpha, max_tokens=args.max_tokens)
     if sys.stdin.isatty():  # interactive: one line at a time
@@ -178,65 +131,17 @@ def cmd_translate(args) -> int:
     return 0
 
 
-def checkpoint_and_data(path, *, data_dir=None, device=None, dataset=None):
-    """``(model, dataset)``: a checkpoint's model and the dataset it learnt, rebuilt (or the
-    ``dataset`` given) and checked to have the tokenizer the model was trained with."""
-    from .checkpoint import CheckpointError, load_model
-    from .data import load_dataset
-
-    model, tokenizer, state = load_model(path, pick_device(device or "auto"))
-    info = state.get("data") or {}
-    if dataset is None:
-        if not info.get("dataset"):
-            raise CheckpointError(f"checkpoint {path} does not say which dataset it learnt")
-        dataset = load_dataset(info["dataset"], info.get("src"), info.get("tgt"),
-                               vocab_size=info.get("vocab_size"),
-                               data_dir=data_dir or info.get("data_dir"),
-                               seed=info.get("seed", 0))
-    if tokenizer != dataset.tokenizer:
-        raise CheckpointError(
-            f"checkpoint {path}: the tokenizer of {dataset.name} on this machine differs from the "
-            "one the model was trained with (a different data dir or vocabulary size?). Pass "
-            "--data-dir pointing at the training data cache.")
-    return model, dataset
-
-
-def evaluate_checkpoint(path, split=None, *, beam_size=4, alpha=0.6, max_tokens=4000,
-                        limit=None, data_dir=None, device=None, dataset=None) -> dict:
-    """Load a checkpoint and its dataset, score ``split`` with
-    ``transformer.translate.evaluate``: sacreBLEU (+ signature), tokenized BLEU, perplexity."""
-    from .translate import evaluate
-
-    model, dataset = checkpoint_and_data(path, data_dir=data_dir, device=device, dataset=dataset)
-    split = split or ("test" if "test" in dataset.splits else dataset.splits[-1])
-    result = evaluate(model, dataset, split, beam_size=beam_size, alpha=alpha,
-                      max_tokens=max_tokens, limit=limit)
-    result["checkpoint"] = str(path)
-    return result
-
-
-def print_evaluation(result: dict) -> None:
-    print(f"{result['dataset']} {result['split']}: {result['n_sentences']} sentences, "
-          f"beam {result['beam_size']}, alpha {result['alpha']}")
-    print(f"  sacreBLEU      {result['sacrebleu']:6.2f}  {result['sacrebleu_signature']}")
-    print(f"  tokenized BLEU {result['tokenized_bleu']:6.2f}  "
-          f"{result.get('tokenized_bleu_signature', '')}")
-    print(f"  perplexity     {result['perplexity']:6.2f}  (per subword token)")
-
-
 def cmd_evaluate(args) -> int:
     result = evaluate_checkpoint(args.checkpoint, args.split, beam_size=args.beam,
                                  alpha=args.alpha, max_tokens=args.max_tokens, limit=args.limit,
                                  data_dir=args.data_dir, device=args.device)
-    print_evaluation(result)
+    print(format_scores(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return 0
 
 
 def cmd_average(args) -> int:
-    from .checkpoint import list_checkpoints, write_average
-
     paths = list(args.checkpoints)
     if args.last:
         if not args.run_dir:
@@ -250,15 +155,11 @@ def cmd_average(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from .data import download
-
     print(download(args.name, data_dir=args.data_dir))
     return 0
 
 
 def cmd_reproduce(args) -> int:
-    from .reproduce import reproduce
-
     reproduce(profile=args.profile, time_budget=args.time_budget, data_dir=args.data_dir,
               results_dir=args.results_dir, runs_dir=args.runs_dir, src=args.src, tgt=args.tgt)
     return 0
@@ -273,11 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model (single process or under torchrun)")
-    add_dataclass_options(p.add_argument_group("training"), TrainConfig, skip={"model"},
-                          help_text=TRAIN_HELP, dest_prefix="t_")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                   help="start from a named run of transformer/apps/recipes.py; the options "
+                   "below override it")
+    add_dataclass_options(p.add_argument_group("training"), TrainConfig, dest_prefix="t_")
     add_dataclass_options(p.add_argument_group("model (default: the preset's values)"),
-                          TransformerConfig, skip=DATA_FIELDS, help_text=MODEL_HELP,
-                          dest_prefix="m_", show_default=False)
+                          TransformerConfig, dest_prefix="m_", show_default=False)
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="set any model or training field by name (repeatable)")
     p.set_defaults(func=cmd_train)
@@ -324,22 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tgt", default="en", help="Multi30k target language (default: en)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--results-dir", default="results")
-    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--runs-dir", default=None,
+                   help="default: $TRANSFORMER_RUNS_DIR, else runs/ in the checkout")
     p.set_defaults(func=cmd_reproduce)
     return parser
 
 
 def main(argv=None) -> int:
-    from .checkpoint import CheckpointError
-
     args = build_parser().parse_args(argv)
-    expected = (CheckpointError, FloatingPointError, FileExistsError, ValueError)
-    try:
-        from .data import DataError
-
-        expected += (DataError,)
-    except ImportError:
-        pass
+    expected = (CheckpointError, DataError, FloatingPointError, FileExistsError, ValueError)
     try:
         return args.func(args)
     except expected as e:  # errors that explain themselves: no traceback

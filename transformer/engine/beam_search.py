@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import torch
 
-from .model import Transformer
+from ..model import Transformer
+from .runtime import eval_mode
 
 Hypothesis = tuple[list[int], float, float]  # (tokens without BOS/EOS, score, log-probability)
 
@@ -60,12 +61,8 @@ def beam_search(model: Transformer, src: torch.Tensor, beam_size: int = 4, alpha
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0 (the early-stop bound assumes it), got {alpha}")
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         nbest = _search(model, src, beam_size, alpha, max_len_offset, max_len, use_cache)
-    finally:
-        model.train(was_training)
     if return_scores:
         return nbest
     return [hyps[0][0] if hyps else [] for hyps in nbest]

@@ -1,0 +1,56 @@
+"""transformer.apps.notebook: the notebooks' run is trained once, then reused; settings are
+checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from transformer.apps import notebook, reproduce
+from transformer.apps.recipes import RECIPES, Recipe
+from transformer.data import load_dataset
+
+
+@pytest.fixture
+def tiny_setup(tmp_path, monkeypatch):
+    dataset = load_dataset("numbers", n_train=300, n_val=50, n_test=50)
+    monkeypatch.setenv(reproduce.RUNS_DIR_ENV, str(tmp_path))
+    monkeypatch.setitem(notebook._DATA_CACHE, None, (dataset, "numbers"))
+    settings = dict(preset="tiny", model=dict(dropout=0.0), max_tokens=256, tokens_per_step=None,
+                    warmup=10, max_steps=3, log_every=1, eval_every=None, save_every=1,
+                    save_every_minutes=None, keep_last=2, progress=False)
+    monkeypatch.setitem(RECIPES, "notebook-cpu", Recipe("test", "a tiny run", settings))
+    return dataset, settings
+
+
+def test_trains_once_then_reuses(tiny_setup, capsys):
+    first = notebook.notebook_run("cpu")
+    assert not first.reused and first.summary["steps"] == 3
+    assert first.run_dir.parent == reproduce.default_runs_dir()
+    assert [r["step"] for r in first.log("train")] == [1, 2, 3]
+    assert len(first.checkpoints()) == 2
+    second = notebook.notebook_run("cpu")
+    assert second.reused and second.checkpoint == first.checkpoint
+    assert "reusing the finished run" in capsys.readouterr().out
+    assert not second.model.training  # loaded for evaluation
+
+
+def test_other_settings_retrain_on_cpu(tiny_setup):
+    _, settings = tiny_setup
+    notebook.notebook_run("cpu")
+    settings["max_steps"] = 4
+    cfg = notebook.notebook_config("cpu", tiny_setup[0])
+    assert notebook.run_status(cfg)[0] == "other"
+    again = notebook.notebook_run("cpu")
+    assert not again.reused and again.summary["steps"] == 4
+
+
+def test_missing_run_without_training_says_what_to_do(tiny_setup):
+    with pytest.raises(FileNotFoundError, match="06_training"):
+        notebook.notebook_run("cpu", train_if_missing=False)
+
+
+def test_partial_run_is_not_finished(tiny_setup):
+    dataset, _ = tiny_setup
+    run = notebook.notebook_run("cpu")
+    (run.run_dir / "summary.json").unlink()
+    assert notebook.run_status(notebook.notebook_config("cpu", dataset))[0] == "partial"

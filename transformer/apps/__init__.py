@@ -1,0 +1,9 @@
+"""The applications, on top of the engine; nothing in the package imports them.
+
+    cli.py        python -m transformer train, translate, evaluate, average, download, reproduce
+    recipes.py    named training runs as data (the paper's, make reproduce's, the notebooks')
+    reproduce.py  make reproduce: train, evaluate, write results/<run>.json
+    notebook.py   the notebooks' training run: trained once, reused afterwards
+    profile.py    the cpu/gpu profile and the hardware banner
+    viz.py        attention plots (needs the ``plots`` extra: matplotlib, altair, pandas)
+"""

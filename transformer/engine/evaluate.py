@@ -1,0 +1,193 @@
+"""Evaluation, the one path: loss and perplexity over a split, translation, BLEU (Section 6.1,
+Tables 2-3).
+
+    evaluate_loss(model, dataset, "val")   -> {"loss": ..., "nll": ..., "ppl": ..., "tokens": ...}
+    translate(model, tokenizer, ["Ein Mann fährt Rad ."])  -> ["A man rides a bike ."]
+    evaluate(model, dataset, "test")       -> {"sacrebleu": ..., "tokenized_bleu": ..., ...}
+    evaluate_checkpoint("run/checkpoints/step_00001000.pt", "test")   (the same, from a file)
+
+Training validates with ``evaluate_loss``; ``evaluate`` reports its perplexity.
+
+Sentences are sorted by length and cut into batches of at most ``max_tokens`` source tokens
+(padding included), so little compute goes to padding; the output comes back in input order.
+``beam_size=1`` takes the faster greedy decoder (identical output, see tests/test_beam_search.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from ..data import TranslationDataset, load_dataset
+from ..model import Transformer
+from . import checkpoint as ckpt
+from .beam_search import beam_search
+from .bleu import all_bleu
+from .greedy import greedy_decode
+from .loss import nll_sum, token_losses
+from .runtime import all_reduce, eval_mode, move_batch, pick_device
+
+
+def _device(model: Transformer, device) -> torch.device:
+    """``device`` if given (the model is moved there), else where the model's weights live."""
+    if device is None:
+        return next(model.parameters()).device
+    model.to(device)
+    return torch.device(device)
+
+
+def length_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices sorted by length (longest first), cut so that rows * longest <= max_tokens.
+
+    A sentence longer than ``max_tokens`` still gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches, current = [], []
+    for i in order:
+        longest = lengths[current[0]] if current else lengths[i]
+        if current and (len(current) + 1) * longest > max_tokens:
+            batches.append(current)
+            current = []
+        current.append(i)
+    return batches + [current] if current else batches
+
+
+@torch.no_grad()
+def translate(model: Transformer, tokenizer, sentences: Sequence[str], *, beam_size: int = 4,
+              alpha: float = 0.6, max_tokens: int = 4000, device=None) -> list[str]:
+    """Translate raw ``sentences`` with beam search (Section 6.1 settings by default)."""
+    if isinstance(sentences, str):
+        raise TypeError("sentences must be a list of strings, not a single string")
+    device, c = _device(model, device), model.config
+    ids = [tokenizer.encode(s) + [c.eos_id] for s in sentences]  # source = tokens + EOS
+    if c.positional == "learned":  # a learned table has no position beyond max_len - 1
+        ids = [x[: c.max_len - 1] + [c.eos_id] if len(x) > c.max_len else x for x in ids]
+    out: list[str | None] = [None] * len(ids)
+    for batch in length_batches([len(x) for x in ids], max_tokens):
+        src = torch.full((len(batch), len(ids[batch[0]])), c.pad_id, dtype=torch.long)
+        for row, i in enumerate(batch):
+            src[row, : len(ids[i])] = torch.tensor(ids[i])
+        src = src.to(device)
+        if beam_size == 1:  # greedy: same answer as a beam of one, without the bookkeeping
+            lengths = (src != c.pad_id).sum(1)
+            hyps = greedy_decode(model, src, max_len=int(lengths.max()) + 50).tolist()
+            # greedy's limit is the longest source + 50: trim each row to its own + 50
+            hyps = [h[: n + 50] for h, n in zip(hyps, lengths.tolist())]
+        else:
+            hyps = beam_search(model, src, beam_size=beam_size, alpha=alpha)
+        for i, hyp in zip(batch, hyps):
+            out[i] = tokenizer.decode(hyp)
+    return out
+
+
+@torch.no_grad()
+def evaluate_loss(model: Transformer, dataset, split: str, *, max_tokens: int = 4000,
+                  limit: int | None = None, device=None, amp=nullcontext, rank: int = 0,
+                  world_size: int = 1) -> dict:
+    """Mean label-smoothed loss, NLL and perplexity per target token on ``split``.
+
+    Perplexity is exp(mean cross-entropy) per subword token: no label smoothing, padding
+    ignored, EOS counted as a predicted token (Table 3's PPL).  Returns ``{"loss", "nll",
+    "ppl", "tokens"}``.  With ``limit``, only the first ``limit`` sentences of
+    ``dataset.texts(split)`` count, the ones ``evaluate(limit=...)`` translates (batches come
+    sorted by length, so their rows are picked out by ``Batch.indices``).  With several ranks
+    each scores its shard and the sums are all-reduced.
+    """
+    device = _device(model, device)
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, nll, tokens
+    with eval_mode(model):
+        for batch in dataset.batches(split, max_tokens, shuffle=False, rank=rank,
+                                     world_size=world_size):
+            src, tgt_in, tgt_out = move_batch(batch, device)
+            if limit is not None:
+                rows = [r for r, i in enumerate(batch.indices) if i < limit]
+                if not rows:
+                    continue
+                src, tgt_in, tgt_out = (t[rows] for t in (src, tgt_in, tgt_out))
+            with amp():
+                loss, logits = token_losses(model, src, tgt_in, tgt_out, model.config)
+                nll = nll_sum(logits.float(), tgt_out, model.config.pad_id)
+            n_tokens = (tgt_out != model.config.pad_id).sum()
+            sums += torch.stack([loss.double(), nll.double(), n_tokens.double()])
+    loss, nll, tokens = all_reduce(sums).tolist()
+    tokens = max(tokens, 1.0)
+    return {"loss": loss / tokens, "nll": nll / tokens, "ppl": math.exp(min(nll / tokens, 50.0)),
+            "tokens": int(tokens)}
+
+
+def evaluate(model: Transformer, dataset, split: str, *, beam_size: int = 4, alpha: float = 0.6,
+             max_tokens: int = 4000, device=None, limit: int | None = None,
+             n_samples: int = 5, score_perplexity: bool = True) -> dict:
+    """Translate ``split`` of ``dataset`` and score it every way we report.
+
+    Returns a dict: ``sacrebleu`` + ``sacrebleu_signature`` (detokenized), ``tokenized_bleu``
+    (the paper's metric: compounds split for German targets), ``tokenized_bleu_lc`` (lowercased,
+    as Multi30k papers quote), their signatures, ``perplexity`` per subword token,
+    ``n_sentences``, ``n_ppl_tokens``, decoding settings and ``samples`` (src, ref, hyp).
+    ``limit`` keeps the first ``limit`` sentences (for BLEU and perplexity alike).
+    ``score_perplexity=False`` leaves perplexity out (it does not depend on the decoding).
+    """
+    sources, references = dataset.texts(split)
+    sources, references = list(sources[:limit]), list(references[:limit])
+    hyps = translate(model, dataset.tokenizer, sources, beam_size=beam_size, alpha=alpha,
+                     max_tokens=max_tokens, device=device)
+    result = {"dataset": getattr(dataset, "name", None), "split": split,
+              "n_sentences": len(hyps), "beam_size": beam_size, "alpha": alpha}
+    result.update(all_bleu(hyps, references, getattr(dataset, "tgt_lang", None)))
+    if score_perplexity:
+        scores = evaluate_loss(model, dataset, split, max_tokens=max_tokens, device=device,
+                               limit=limit)
+        result.update(perplexity=scores["ppl"], n_ppl_tokens=scores["tokens"])
+    result["samples"] = [{"src": s, "ref": r, "hyp": h}
+                         for s, r, h in zip(sources[:n_samples], references, hyps)]
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# from a checkpoint file
+
+def checkpoint_and_data(path, *, data_dir=None, device=None,
+                        dataset: TranslationDataset | None = None):
+    """``(model, dataset)``: a checkpoint's model and the dataset it learnt, rebuilt (or the
+    ``dataset`` given) and checked to have the tokenizer the model was trained with."""
+    model, tokenizer, state = ckpt.load_model(path, pick_device(device or "auto"))
+    info = state.get("data") or {}
+    if dataset is None:
+        if not info.get("dataset"):
+            raise ckpt.CheckpointError(f"checkpoint {path} does not say which dataset it learnt")
+        dataset = load_dataset(info["dataset"], info.get("src"), info.get("tgt"),
+                               vocab_size=info.get("vocab_size"),
+                               data_dir=data_dir or info.get("data_dir"),
+                               seed=info.get("seed", 0))
+    if tokenizer != dataset.tokenizer:
+        raise ckpt.CheckpointError(
+            f"checkpoint {path}: the tokenizer of {dataset.name} on this machine differs from the "
+            "one the model was trained with (a different data dir or vocabulary size?). Pass "
+            "--data-dir pointing at the training data cache.")
+    return model, dataset
+
+
+def evaluate_checkpoint(path, split=None, *, beam_size=4, alpha=0.6, max_tokens=4000,
+                        limit=None, data_dir=None, device=None, dataset=None) -> dict:
+    """Load a checkpoint and its dataset and ``evaluate`` it on ``split`` (default: test)."""
+    model, dataset = checkpoint_and_data(path, data_dir=data_dir, device=device, dataset=dataset)
+    split = split or ("test" if "test" in dataset.splits else dataset.splits[-1])
+    result = evaluate(model, dataset, split, beam_size=beam_size, alpha=alpha,
+                      max_tokens=max_tokens, limit=limit)
+    result["checkpoint"] = str(Path(path))
+    return result
+
+
+def format_scores(result: dict) -> str:
+    """The lines the command line prints for an ``evaluate`` result."""
+    return "\n".join([
+        f"{result['dataset']} {result['split']}: {result['n_sentences']} sentences, "
+        f"beam {result['beam_size']}, alpha {result['alpha']}",
+        f"  sacreBLEU      {result['sacrebleu']:6.2f}  {result['sacrebleu_signature']}",
+        f"  tokenized BLEU {result['tokenized_bleu']:6.2f}  "
+        f"{result.get('tokenized_bleu_signature', '')}",
+        f"  perplexity     {result['perplexity']:6.2f}  (per subword token)"])

@@ -1,0 +1,124 @@
+"""A training run's directory, besides its checkpoints: config, log, summary, progress bar.
+
+    <run_dir>/config.json     train config, model config, dataset and device (``Run.start``)
+    <run_dir>/log.jsonl       one JSON object per logged step ("kind": "train") and per
+                              validation ("kind": "val"), for notebooks to plot (``read_log``)
+    <run_dir>/tokenizer.json  the dataset's tokenizer (also stored inside each checkpoint)
+    <run_dir>/summary.json    what ``train`` returns (``Run.finish``)
+    <run_dir>/checkpoints/    written and read by ``checkpoint.py`` alone
+
+Only rank 0 writes or prints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+
+
+def read_log(run_dir: str | Path, kind: str | None = None) -> list[dict]:
+    """The records of ``<run_dir>/log.jsonl``, optionally only those of one ``kind``."""
+    lines = (Path(run_dir) / "log.jsonl").read_text().splitlines()
+    records = [json.loads(x) for x in lines if x.strip()]
+    return [r for r in records if kind is None or r["kind"] == kind]
+
+
+def best_val_step(run_dir: str | Path) -> int | None:
+    """The step of the validation with the lowest loss, or None if the run never validated."""
+    val = read_log(run_dir, "val")
+    return min(val, key=lambda r: r["loss"])["step"] if val else None
+
+
+class Run:
+    """Run directory, JSON-lines log, progress bar and clocks of one ``train`` call."""
+
+    def __init__(self, cfg, rank: int, fresh: bool, step: int, wall_time: float = 0.0):
+        self.cfg, self.dir, self.main = cfg, Path(cfg.run_dir), rank == 0
+        self.log_path = self.dir / "log.jsonl"
+        old = ckpt.list_checkpoints(self.dir)
+        if fresh and old and not cfg.overwrite:
+            raise FileExistsError(
+                f"run dir {self.dir} already holds {len(old)} checkpoint(s) (latest {old[-1]}). "
+                "Continue it with --resume auto, start afresh there with --overwrite, or "
+                "choose another --run-dir.")
+        if self.main:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if fresh:
+                shutil.rmtree(ckpt.checkpoint_dir(self.dir), ignore_errors=True)
+                self.log_path.unlink(missing_ok=True)
+            elif self.log_path.exists():  # drop records past the checkpoint we resume from
+                kept = [r for r in read_log(self.dir) if r.get("step", 0) <= step]
+                self.log_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self.wall_offset = wall_time
+        self.t0 = self.saved_at = self.window_start = time.monotonic()
+        self.first_step = step
+        self.bar = None
+
+    # clocks ----------------------------------------------------------------------------------
+    def minutes(self) -> float:
+        """Minutes of training in this invocation."""
+        return (time.monotonic() - self.t0) / 60
+
+    def minutes_since_save(self) -> float:
+        return (time.monotonic() - self.saved_at) / 60
+
+    def wall_time(self) -> float:
+        """Seconds of training so far, earlier invocations of a resumed run included."""
+        return self.wall_offset + time.monotonic() - self.t0
+
+    # output ----------------------------------------------------------------------------------
+    def note(self, text: str) -> None:
+        if self.main:
+            tqdm.write(text)
+
+    def start(self, info: dict, banner: str, total_steps: int | None) -> None:
+        if not self.main:
+            return
+        (self.dir / "config.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+        self.note(banner)
+        self.bar = tqdm(total=total_steps, initial=self.first_step, unit="step",
+                        dynamic_ncols=True, disable=not self.cfg.progress, mininterval=1.0)
+
+    def log(self, kind: str, **fields) -> dict:
+        record = {"kind": kind, **fields, "wall_time": round(self.wall_time(), 3)}
+        if self.main:
+            with self.log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            if kind == "val":
+                self.note(f"step {fields['step']}: {fields['split']} loss {fields['loss']:.4f}"
+                          f" ppl {fields['ppl']:.2f}")
+        return record
+
+    def log_train(self, *, step, loss, nll, tokens, **fields) -> dict:
+        """A "train" record: ``loss`` = mean label-smoothed loss per target token since the
+        last record; ``ppl`` = exp(NLL per target token) of this step alone; ``tokens_per_s``
+        = target tokens per second (all ranks) since the last record."""
+        now = time.monotonic()
+        tokens_per_s = tokens / max(now - self.window_start, 1e-9)
+        self.window_start = now
+        record = self.log("train", step=step, loss=loss, ppl=math.exp(min(nll, 50.0)),
+                          tokens_per_s=round(tokens_per_s, 1), **fields)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{fields['lr']:.2e}",
+                                 tok_s=f"{tokens_per_s:,.0f}", refresh=False)
+        return record
+
+    def bar_update(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def finish(self, summary: dict) -> dict:
+        if self.bar is not None:
+            self.bar.close()
+        if self.main:
+            (self.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            self.note(f"stopped ({summary['stopped']}) after {summary['steps']} steps, "
+                      f"{summary['wall_time']:.0f} s; checkpoint {summary['checkpoint']}")
+        return summary

@@ -1,0 +1,135 @@
+"""Where and how the model runs: device, torch.distributed, autocast, eval mode, seeds, provenance.
+
+Everything here is plumbing shared by training, decoding and evaluation; none of it is in the
+paper.  Collectives (``all_reduce``, ``gather_objects``) are no-ops in a single process.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+
+def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+def distributed_setup(device_name: str = "auto"):
+    """``(rank, world_size, device, cleanup)``; joins the process group ``torchrun`` describes.
+
+    torchrun sets RANK, WORLD_SIZE and LOCAL_RANK (and MASTER_ADDR/PORT); without them this
+    is a single process.  Backend: nccl on CUDA, gloo on the CPU.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, pick_device(device_name), lambda: None
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_name, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if dist.is_initialized():
+        return rank, world, device, lambda: None
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank,
+                            world_size=world)
+    return rank, world, device, dist.destroy_process_group
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """Sum (or max) ``tensor`` over ranks in place; a no-op in a single process."""
+    if _distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    return tensor
+
+
+def gather_objects(obj, world_size: int) -> list:
+    """Every rank's ``obj``, in rank order (a collective: all ranks must call it)."""
+    if world_size == 1 or not _distributed():
+        return [obj]
+    out = [None] * world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def reduce_values(values: list, device: torch.device, op: str = "sum") -> list[float]:
+    """``values`` (numbers or 0-d tensors) summed (or maxed) over ranks, as Python floats.
+
+    One collective for all of them, and the one wait for the device."""
+    stacked = torch.stack([torch.as_tensor(v, device=device).double() for v in values])
+    return all_reduce(stacked, op).tolist()
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """A context-manager factory: bf16 autocast on CUDA when ``enabled``, else float32."""
+    if device.type == "cuda" and enabled:
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Switch ``model`` to eval mode (no dropout) for the block, then restore its mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def move_batch(batch, device: torch.device):
+    """``(src, tgt_in, tgt_out)`` of a ``Batch`` on ``device``; on CUDA through pinned memory,
+    without waiting for the copy."""
+    tensors = (batch.src, batch.tgt_in, batch.tgt_out)
+    if device.type != "cuda":
+        return tuple(t.to(device) for t in tensors)
+    return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)  # seeds every CUDA device too
+
+
+def git_commit(repo: Path | None = None) -> str | None:
+    """The checkout's commit (with "-dirty" for local changes), or None outside git."""
+    repo = repo or Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=repo, capture_output=True, text=True, timeout=10).stdout
+        return head.stdout.strip() + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: torch.device) -> dict:
+    """Provenance for results files: versions, device, threads, commit."""
+    env = {"torch": str(torch.__version__), "python": platform.python_version(),
+           "platform": platform.platform(), "device": str(device),
+           "threads": torch.get_num_threads(), "git_commit": git_commit()}
+    if device.type == "cuda":
+        env.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+                   gpus=torch.cuda.device_count())
+    else:
+        env["cpu"] = platform.processor() or platform.machine()
+    return env
