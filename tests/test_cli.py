@@ -153,3 +153,17 @@ def test_the_package_needs_no_plotting_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "--checkpoint", "c.pt", "--limit", "-1"],  # would silently drop the last line
+    ["average", "--last", "0", "--run-dir", "r", "--out", "a.pt"],  # would average them all
+    ["translate", "--checkpoint", "c.pt", "--beam", "0"],
+    ["translate", "--checkpoint", "c.pt", "--alpha", "-0.5"],
+    ["translate", "--checkpoint", "c.pt", "--max-tokens", "0"],
+    ["reproduce", "--time-budget", "-3"],
+])
+def test_numbers_out_of_range_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(argv)
+    assert done.value.code == 2 and "must be >=" in capsys.readouterr().err

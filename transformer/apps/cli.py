@@ -12,6 +12,11 @@ Every field of ``TrainConfig`` is an option (``--max-tokens``, ``--time-budget``
 is every architectural field of ``TransformerConfig`` (``--d-model``, ``--n-layers``,
 ``--dropout`` ...), with the help text and range declared on the field; ``--set key=value``
 reaches either by name; ``--recipe NAME`` starts from a named run of ``recipes.py``.
+
+Expected failures (a bad checkpoint or data file, a path that cannot be written, an invalid
+value) end with one line on stderr, ``error: ...``, naming the file or value and the fix, and
+exit status 1; ``--debug`` (before the command) also prints the traceback.  Anything else is a
+bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import errno
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from ..data import DataError, download
@@ -58,6 +66,20 @@ def add_dataclass_options(parser, cls, dest_prefix="", show_default=True):
                 kwargs["metavar"] = tp.__name__.upper() if tp in (int, float) else "TEXT"
             parser.add_argument("--" + f.name.replace("_", "-"),
                                 type=tp if tp in (int, float) else str, **kwargs)
+
+
+def at_least(low: float, kind=int):
+    """An argparse type: a number of ``kind`` >= ``low``, else a usage error saying so."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 def _given(args, prefix: str) -> dict:
@@ -107,20 +129,62 @@ def train_config_from_args(args) -> TrainConfig:
 def cmd_train(args) -> int:
     summary = train(train_config_from_args(args))
     print(json.dumps(summary, indent=2))
+    if summary["stopped"] == "interrupted":  # Ctrl-C or SIGTERM: saved, but not finished
+        print(f"interrupted ({summary['interrupted_by']}) at step {summary['steps']}; saved "
+              f"{summary['checkpoint']}; continue with --resume auto", file=sys.stderr)
+        return 130
     return 0
 
 
+def _decode_line(raw: bytes, number: int) -> tuple[str, bool]:
+    """(text of one stdin line without its line end, whether its bytes were valid UTF-8):
+    invalid bytes become U+FFFD; a byte-order mark opening line 1 is dropped."""
+    raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+    try:
+        text, valid = raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        text, valid = raw.decode("utf-8", errors="replace"), False
+    return (text.removeprefix("\ufeff") if number == 1 else text), valid
+
+
+def _warn_invalid(numbers: list[int]) -> None:
+    """One line on stderr naming the stdin lines whose invalid UTF-8 was replaced."""
+    if numbers:
+        shown = ", ".join(map(str, numbers[:10])) + (
+            f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
+        print(f"warning: stdin line{'s' if len(numbers) > 1 else ''} {shown}: invalid UTF-8 "
+              "replaced by U+FFFD", file=sys.stderr)
+
+
 def _read_sentences() -> list[str]:
-    return [line.rstrip("\n") for line in sys.stdin]
+    """Every line of stdin, read as bytes and decoded as UTF-8 whatever the locale."""
+    sentences, invalid = [], []
+    for number, raw in enumerate(sys.stdin.buffer, 1):
+        text, valid = _decode_line(raw, number)
+        sentences.append(text)
+        if not valid:
+            invalid.append(number)
+    _warn_invalid(invalid)
+    return sentences
+
+
+def _utf8_stdout() -> None:
+    """Write UTF-8 whatever the locale, as stdin is read (U+FFFD has no Latin-1 byte)."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(encoding="utf-8", errors="replace")
 
 
 def cmd_translate(args) -> int:
     model, tokenizer, _ = load_model(args.checkpoint, pick_device(args.device or "auto"))
     opts = dict(beam_size=args.beam, alpha=args.alpha, max_tokens=args.max_tokens)
+    _utf8_stdout()
     if sys.stdin.isatty():  # interactive: one line at a time
         print("Type a sentence per line (Ctrl-D to quit).", file=sys.stderr)
-        for line in sys.stdin:
-            print(translate(model, tokenizer, [line.strip()], **opts)[0], flush=True)
+        for number, raw in enumerate(sys.stdin.buffer, 1):
+            line, valid = _decode_line(raw, number)
+            _warn_invalid([] if valid else [number])
+            hyp = translate(model, tokenizer, [line.strip()], **opts)[0] if line.strip() else ""
+            print(hyp, flush=True)
         return 0
     sentences = _read_sentences()
     keep = [i for i, s in enumerate(sentences) if s.strip()]
@@ -169,8 +233,12 @@ def cmd_reproduce(args) -> int:
 # parser
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="transformer", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="transformer", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n")[0] + "\n\nAn expected error is reported as one line, "
+        "'error: ...', with exit status 1; --debug shows its traceback too.")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, also print the traceback (give it before the command)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model (single process or under torchrun)")
@@ -186,27 +254,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     def decoding(p):
         p.add_argument("--checkpoint", required=True, help="a checkpoint file (.pt)")
-        p.add_argument("--beam", type=int, default=4, help="beam size (1: greedy) (default: 4)")
-        p.add_argument("--alpha", type=float, default=0.6, help="length penalty (default: 0.6)")
-        p.add_argument("--max-tokens", type=int, default=4000, help="source tokens per batch")
+        p.add_argument("--beam", type=at_least(1), default=4,
+                       help="beam size (1: greedy) (default: 4)")
+        p.add_argument("--alpha", type=at_least(0.0, float), default=0.6,
+                       help="length penalty, >= 0 (default: 0.6)")
+        p.add_argument("--max-tokens", type=at_least(1), default=4000,
+                       help="source tokens per batch (default: 4000)")
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if "
                        "available, else cpu)")
 
-    p = sub.add_parser("translate", help="translate sentences read from stdin, one per line")
+    p = sub.add_parser(
+        "translate", help="translate sentences read from stdin, one per line",
+        description="Translate stdin, one sentence per line, to stdout, one line per input "
+        "line (an empty line stays empty).  Input is read as UTF-8 whatever the locale, and "
+        "output written as UTF-8; invalid bytes are replaced by U+FFFD, the line is still "
+        "translated, and a warning on stderr names the lines concerned.")
     decoding(p)
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("evaluate", help="BLEU (sacreBLEU and tokenized) and perplexity")
     decoding(p)
     p.add_argument("--split", default=None, help="default: the dataset's test split")
-    p.add_argument("--limit", type=int, default=None, help="only the first N sentences")
+    p.add_argument("--limit", type=at_least(1), default=None,
+                   help="only the first N sentences")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", default=None, help="also write the scores to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("average", help="average checkpoints' weights (Section 6.1)")
     p.add_argument("checkpoints", nargs="*")
-    p.add_argument("--last", type=int, default=None, help="the run dir's last N checkpoints")
+    p.add_argument("--last", type=at_least(1), default=None,
+                   help="the run dir's last N checkpoints")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--out", required=True, help="where to write the averaged checkpoint")
     p.set_defaults(func=cmd_average)
@@ -219,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="train, evaluate and write results/<run>.json")
     p.add_argument("--profile", choices=["cpu", "gpu"], default=None,
                    help="default: $TRANSFORMER_PROFILE, else gpu when CUDA is available")
-    p.add_argument("--time-budget", type=float, default=None,
+    p.add_argument("--time-budget", type=at_least(0.01, float), default=None,
                    help="training minutes (default: $TRANSFORMER_TIME_BUDGET, else 10 on cpu, "
                    "30 on gpu)")
     p.add_argument("--src", default="de", help="Multi30k source language (default: de)")
@@ -232,14 +310,88 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ---------------------------------------------------------------------------------------------
+# errors
+
+# Failures that explain themselves.  OSError: a path that cannot be read or written (and this
+# project's FileExistsError with its own message); ValueError includes UnicodeDecodeError.
+EXPECTED = (CheckpointError, DataError, FloatingPointError, OSError, ValueError)
+
+_OS_HINTS = {
+    errno.EEXIST: "something is already there: move it away or choose another path",
+    errno.EISDIR: "it is a directory: give a file path",
+    errno.EACCES: "no permission: fix the permissions or choose another path",
+    errno.EPERM: "no permission: fix the permissions or choose another path",
+    errno.EROFS: "read-only file system: choose another path",
+    errno.ENOSPC: "the disk is full: free some space or choose another path",
+    errno.ENOENT: "check the path",
+    errno.EPIPE: "the reader of the output went away before it was complete",
+}
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest of ``path`` and its parents that exists but is not a directory."""
+    return next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+
+
+def _os_hint(e: OSError, path: str | None) -> str:
+    """What to do about ``e``, in a few words."""
+    if e.errno in (errno.ENOTDIR, errno.EEXIST) and path is not None:
+        blocker = _file_in_the_way(Path(path))
+        if blocker is not None:
+            return f"{blocker} is a file, not a directory: move it away or choose another path"
+    return _OS_HINTS.get(e.errno, "check the path and retry")
+
+
+def _os_message(e: OSError) -> str:
+    """``<path>: <strerror> (<what to do>)``; an OSError raised with a message of its own
+    (no errno, as this project's FileExistsError) keeps that message."""
+    if e.errno is None or e.strerror is None:
+        return str(e)
+    names = [os.fsdecode(f) if isinstance(f, bytes) else str(f)
+             for f in (e.filename, e.filename2) if f is not None]
+    where = " -> ".join(names) + ": " if names else ""
+    return f"{where}{e.strerror} ({_os_hint(e, names[0] if names else None)})"
+
+
+def _one_line(text: str) -> str:
+    """A multi-line message joined into one line ("; " between lines, " " after a colon)."""
+    out = ""
+    for part in filter(None, (line.strip() for line in text.splitlines())):
+        out += ("" if not out else " " if out.endswith(":") else "; ") + part
+    return out
+
+
+def error_message(e: BaseException) -> str:
+    """The one-line ``error: ...`` text for an expected failure."""
+    text = _os_message(e) if isinstance(e, OSError) else str(e)
+    if isinstance(e, UnicodeDecodeError):
+        text = f"invalid UTF-8 ({text}); rerun with --debug to see which file"
+    return "error: " + _one_line(text or type(e).__name__)
+
+
+def _drop_stdout() -> None:
+    """After a broken pipe (``... | head``) send what is left in stdout's buffer nowhere, so
+    that flushing it at exit prints no second error."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is no real file (tests)
+        pass
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    expected = (CheckpointError, DataError, FloatingPointError, FileExistsError, ValueError)
     try:
         return args.func(args)
-    except expected as e:  # errors that explain themselves: no traceback
-        print(f"error: {e}", file=sys.stderr)
+    except EXPECTED as e:  # errors that explain themselves: one line, no traceback
+        if isinstance(e, BrokenPipeError):
+            _drop_stdout()
+        if args.debug:
+            traceback.print_exc()
+        print(error_message(e), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        if args.debug:
+            traceback.print_exc()
         print("interrupted", file=sys.stderr)
         return 130

@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import sys
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from .corpora import ensure_files, get_info, multi30k_texts
 from .fetch import atomic_output, resolve_data_dir
 from .tasks import copy_task, numbers_task
 from .tokenizer import SETTINGS, SubwordTokenizer, load_or_train
-from .wmt14 import prepare, wmt14_texts
+from .wmt14 import TRAIN, prepare, wmt14_texts
 
 TextPair = tuple[list[str], list[str]]
 
@@ -37,12 +39,14 @@ class TranslationDataset:
                  splits: tuple[str, ...], load_texts: Callable[[str], TextPair], *,
                  aliases: dict[str, str] | None = None, max_len: int = 256,
                  max_ratio: float = 3.0, filter_splits: tuple[str, ...] = ("train",),
-                 cache_dir: Path | None = None, data_key: str = ""):
+                 cache_dir: Path | None = None, data_key: str = "",
+                 pair_counts: dict[str, int] | None = None):
         self.name, self.src_lang, self.tgt_lang = name, src_lang, tgt_lang
         self.tokenizer, self.splits = tokenizer, tuple(splits)
         self.aliases = dict(aliases or {})
         self.max_len, self.max_ratio, self.filter_splits = max_len, max_ratio, filter_splits
         self.cache_dir, self.data_key = cache_dir, data_key  # where and for which data to cache
+        self.pair_counts = dict(pair_counts or {})  # pairs per split, known without reading
         self.filter_report: dict[str, dict[str, int]] = {}  # filled as splits are first used
         self._load_texts = load_texts
         self._texts: dict[str, TextPair] = {}
@@ -89,20 +93,50 @@ class TranslationDataset:
         return self._ids[split]
 
     def _cached_ids(self, split: str) -> tuple[Ragged, Ragged]:
+        """Subword ids of every pair of ``split``: read from the cache file when it holds a
+        sound copy, else encoded from the texts (and cached).  A cache file that is unreadable
+        or does not match the corpus is rebuilt, with a warning: the corpus is the source of
+        truth, so nothing is lost."""
         path = None
         if self.cache_dir is not None:
             key = _digest(self.tokenizer.to_str(), self.data_key)[:12]
             path = self.cache_dir / f"ids-{split}.{self.src_lang}-{self.tgt_lang}-{key}.npz"
             if path.exists():
-                with np.load(path) as z:
-                    return (Ragged(z["src_flat"], z["src_offsets"]),
-                            Ragged(z["tgt_flat"], z["tgt_offsets"]))
+                cached, problem = self._read_cache(path, split)
+                if cached is not None:
+                    return cached
+                print(f"warning: {path}: {problem}; rebuilding it from the corpus",
+                      file=sys.stderr)
         src, tgt = (self._encode(text) for text in self.texts(split))
         if path is not None:
             with atomic_output(path) as f:
                 np.savez(f, src_flat=src.flat, src_offsets=src.offsets, tgt_flat=tgt.flat,
                          tgt_offsets=tgt.offsets)
         return src, tgt
+
+    def _read_cache(self, path: Path, split: str):
+        """((source ids, target ids), None) from a sound cache file, else (None, what is
+        wrong with it)."""
+        try:
+            with np.load(path) as z:
+                src = Ragged(z["src_flat"], z["src_offsets"])
+                tgt = Ragged(z["tgt_flat"], z["tgt_offsets"])
+        except (zipfile.BadZipFile, ValueError, EOFError, KeyError, OSError) as e:
+            return None, f"unreadable ({type(e).__name__}: {e})"
+        problem = (_ragged_problem(src, self.tokenizer.vocab_size, "source")
+                   or _ragged_problem(tgt, self.tokenizer.vocab_size, "target"))
+        if problem is None:
+            expected = self._pair_count(split)
+            if not len(src) == len(tgt) == expected:
+                problem = (f"holds {len(src)} source and {len(tgt)} target sentences where "
+                           f"the corpus has {expected} pairs")
+        return (None, problem) if problem else ((src, tgt), None)
+
+    def _pair_count(self, split: str) -> int:
+        """How many pairs ``split`` has: from ``pair_counts`` if known, else from its texts."""
+        if split in self.pair_counts:
+            return self.pair_counts[split]
+        return len(self.texts(split)[0])
 
     def _encode(self, texts: list[str], chunk: int = 100_000) -> Ragged:
         """Subword ids of ``texts``, encoded in chunks (millions of Encodings would not fit)."""
@@ -133,6 +167,29 @@ class TranslationDataset:
     def __repr__(self) -> str:
         return (f"TranslationDataset({self.name!r}, {self.src_lang}->{self.tgt_lang}, "
                 f"splits={self.splits}, vocab_size={self.tokenizer.vocab_size})")
+
+
+def _ragged_problem(r: Ragged, vocab_size: int, side: str) -> str | None:
+    """What makes ``r`` unusable as token ids (None if nothing): offsets that do not start at
+    0, go backwards or miss the end of the flat array, or ids outside the vocabulary."""
+    flat, offsets = r.flat, r.offsets
+    if (flat.ndim != 1 or offsets.ndim != 1 or len(offsets) == 0
+            or flat.dtype.kind not in "iu" or offsets.dtype.kind not in "iu"):
+        return f"{side} arrays of the wrong shape or type"
+    if offsets[0] != 0 or offsets[-1] != len(flat) or np.any(np.diff(offsets) < 0):
+        return f"{side} offsets inconsistent with its {len(flat)} token ids"
+    if len(flat) and (flat.min() < 0 or flat.max() >= vocab_size):
+        return f"{side} token ids outside the vocabulary of {vocab_size}"
+    return None
+
+
+def _wmt14_pair_counts(marker: str, splits) -> dict[str, int]:
+    """Pairs per WMT14 split from the line counts ``prepare`` recorded (so that checking a
+    cache file of the 4.5M training pairs does not read their text)."""
+    lines = json.loads(marker).get("lines", {})
+    corpora = {s: TRAIN if s == "train" else (s,) for s in splits}
+    return {s: sum(lines[c] for c in cs) for s, cs in corpora.items()
+            if all(c in lines for c in cs)}
 
 
 def _digest(*parts: str) -> str:
@@ -188,6 +245,7 @@ def load_dataset(name: str, src: str | None = None, tgt: str | None = None, *,
         data_key = _digest(*("\n".join(texts[s][i]) for s in info.splits for i in sides))
     else:
         data_key = prepare(data_dir, progress).read_text()  # archive digests, line counts
+        options["pair_counts"] = _wmt14_pair_counts(data_key, info.splits)
 
         @functools.cache  # read the 4.5M training pairs only once
         def load_texts(split):

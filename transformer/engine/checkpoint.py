@@ -3,7 +3,9 @@
 A checkpoint is one ``torch.save`` file holding everything needed to continue training or to
 translate: the model weights and config, the tokenizer (its file's bytes), the optimizer and
 scheduler, the step, every rank's random-number-generator states and the data position
-(epoch, next batch).  Layout of a run directory::
+(epoch, next batch).  The file is a zip archive whose records carry CRC-32 checksums; they are
+verified on every load, so a file changed after it was written is refused, never used.
+Layout of a run directory::
 
     <run_dir>/checkpoints/step_00001000.pt   one per save, the last ``keep_last`` kept
 
@@ -18,6 +20,7 @@ import os
 import random
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -64,6 +67,29 @@ def step_of(path: str | Path) -> int:
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     paths = list_checkpoints(run_dir)
     return paths[-1] if paths else None
+
+
+def latest_intact_checkpoint(run_dir: str | Path, report=print) -> Path | None:
+    """The newest step checkpoint that passes ``verify_checkpoint``.  Damaged newer ones are
+    renamed ``<name>.damaged`` (kept, never listed again) and reported."""
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            verify_checkpoint(path)
+            return path
+        except CheckpointError as e:
+            path.rename(path.with_name(path.name + ".damaged"))
+            report(f"{e} Renamed it to {path.name}.damaged; looking for an earlier one.")
+    return None
+
+
+def remove_partial_saves(run_dir: str | Path) -> list[Path]:
+    """Delete the temporary files of saves that a kill interrupted (``.<name>.<random>.tmp``
+    beside where the checkpoint would have gone); return what was removed."""
+    folders = [Path(run_dir), checkpoint_dir(run_dir)]
+    found = [p for d in folders if d.is_dir() for p in d.glob(".*.tmp")]
+    for p in found:
+        p.unlink(missing_ok=True)
+    return found
 
 
 def checkpoints_up_to(run_dir: str | Path, step: int | None, n: int) -> list[Path]:
@@ -114,6 +140,35 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int) -> list[Path]:
     return old
 
 
+def _unreadable(path: Path, e: Exception) -> CheckpointError:
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()] or [""]
+    reason = next((x for x in lines if "Unpickler error" in x), lines[0])
+    return CheckpointError(
+        f"checkpoint {path} ({path.stat().st_size} bytes) cannot be read: "
+        f"{type(e).__name__}: {reason}. The file is truncated or corrupt (a copy cut short, a "
+        "disk that filled up, or a file not written by this project). Use an earlier "
+        f"checkpoint from {path.parent} or copy the file again.")
+
+
+def verify_checkpoint(path: str | Path) -> None:
+    """Raise ``CheckpointError`` unless every record of the file matches its CRC-32.
+
+    ``torch.load`` does not check the archive's checksums: a file with flipped bytes inside
+    its weights would load and silently give a damaged model.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
+        raise _unreadable(path, e) from e
+    if bad is not None:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its record {bad!r} fails the archive's CRC check "
+            "(the bytes changed after it was written: a failing disk or a broken copy). It was "
+            f"not used. Use an earlier checkpoint from {path.parent} or copy the file again.")
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Read a checkpoint, or raise ``CheckpointError`` saying what is wrong and what to do."""
     path = Path(path)
@@ -123,18 +178,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
             found = list_checkpoints(path) or list_checkpoints(path.parent)
             hint = f" It is a directory; did you mean {found[-1]}?" if found else ""
         raise CheckpointError(f"checkpoint {path}: no such file.{hint}")
+    verify_checkpoint(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        lines = [x.strip() for x in str(e).splitlines() if x.strip()] or [""]
-        reason = next((x for x in lines if "Unpickler error" in x), lines[0])
-        raise CheckpointError(
-            f"checkpoint {path} ({path.stat().st_size} bytes) cannot be read: "
-            f"{type(e).__name__}: {reason}\n"
-            "The file is truncated or corrupt (a copy cut short, a disk that filled up, or "
-            "a file not written by this project). Use an earlier checkpoint from "
-            f"{path.parent} or copy the file again."
-        ) from e
+        raise _unreadable(path, e) from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(
@@ -157,10 +205,10 @@ def check_config(state: dict, config: TransformerConfig, path: str | Path = "che
     diff = {k: (saved.get(k), current.get(k)) for k in saved.keys() | current.keys()
             if saved.get(k) != current.get(k)}
     if diff:
-        lines = "\n".join(f"  {k}: checkpoint {a!r}, current {b!r}" for k, (a, b) in sorted(
+        lines = "; ".join(f"{k}: checkpoint {a!r}, current {b!r}" for k, (a, b) in sorted(
             diff.items()))
         raise CheckpointError(
-            f"checkpoint {path} was written for a different model:\n{lines}\n"
+            f"checkpoint {path} was written for a different model: {lines}. "
             "Resume with the same --preset and model options (they are stored in the "
             "checkpoint), or start a new run in another --run-dir."
         )

@@ -6,15 +6,20 @@
     <run_dir>/tokenizer.json  the dataset's tokenizer (also stored inside each checkpoint)
     <run_dir>/summary.json    what ``train`` returns (``Run.finish``)
     <run_dir>/checkpoints/    written and read by ``checkpoint.py`` alone
+    <run_dir>/lock            held by the one run using the directory (``RunLock``)
 
 Only rank 0 writes or prints.
 """
 
 from __future__ import annotations
 
+import datetime
+import fcntl
 import json
 import math
+import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -36,6 +41,62 @@ def best_val_step(run_dir: str | Path) -> int | None:
     return min(val, key=lambda r: r["loss"])["step"] if val else None
 
 
+class RunDirBusy(FileExistsError):
+    """Another run holds the run directory's lock."""
+
+
+class RunLock:
+    """One run at a time in a run directory: an exclusive ``flock`` on ``<run_dir>/lock``.
+
+    The kernel drops the lock when the process that holds it ends, however it ends, so a crash
+    leaves no lock behind, only the file's text (who held it).  ``acquire`` refuses while
+    another process holds it, without touching anything else in the directory, and reports a
+    previous holder that ended without releasing it (killed or crashed).
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.path, self.file = Path(run_dir) / "lock", None
+
+    def acquire(self) -> str | None:
+        """Take the lock or raise ``RunDirBusy``; return a note about a stale lock, if any."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), "r+")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = file.read().strip() or "a process that has not written its name yet"
+            file.close()
+            raise RunDirBusy(
+                f"run dir {self.path.parent} is in use by another run ({holder}); nothing in it "
+                "was touched. Wait for that run to end, or choose another --run-dir.") from None
+        previous = file.read().strip()
+        note = None
+        if previous and not previous.startswith("released"):
+            note = (f"run dir {self.path.parent}: the previous run ({previous}) ended without "
+                    "releasing its lock (killed or crashed?); taking it over")
+        self._write(file, f"pid {os.getpid()} on {socket.gethostname()} since {_now()}")
+        self.file = file
+        return note
+
+    def release(self) -> None:
+        if self.file is not None:
+            self._write(self.file, f"released by pid {os.getpid()} at {_now()}")
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+            self.file = None
+
+    @staticmethod
+    def _write(file, text: str) -> None:
+        file.seek(0)
+        file.truncate()
+        file.write(text + "\n")
+        file.flush()
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
 class Run:
     """Run directory, JSON-lines log, progress bar and clocks of one ``train`` call."""
 
@@ -50,6 +111,8 @@ class Run:
                 "choose another --run-dir.")
         if self.main:
             self.dir.mkdir(parents=True, exist_ok=True)
+            for leftover in ckpt.remove_partial_saves(self.dir):
+                self.note(f"removed {leftover}, left by a save that was interrupted")
             if fresh:
                 shutil.rmtree(ckpt.checkpoint_dir(self.dir), ignore_errors=True)
                 self.log_path.unlink(missing_ok=True)

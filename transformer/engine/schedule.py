@@ -35,3 +35,17 @@ def build_scheduler(optimizer: torch.optim.Optimizer, d_model: int, warmup: int 
         if group.get("initial_lr", group["lr"]) != 1.0:
             raise ValueError("build_scheduler sets the rate: create the optimizer with lr=1.0")
     return LambdaLR(optimizer, lambda n: transformer_lr(n + 1, d_model, warmup, lr_scale))
+
+
+def apply_schedule(scheduler: LambdaLR) -> None:
+    """Give the optimizer the rate of ``scheduler``'s own function at its current step.
+
+    Resuming loads the optimizer's state, and with it the rate the *saved* run used for its
+    next step; calling this after ``load_state_dict`` makes a resumed run use the schedule it
+    was given (another ``--lr-scale`` or ``--warmup``) from its first step.
+    """
+    rates = [base * fn(scheduler.last_epoch)
+             for fn, base in zip(scheduler.lr_lambdas, scheduler.base_lrs)]
+    for group, lr in zip(scheduler.optimizer.param_groups, rates):
+        group["lr"] = lr
+    scheduler._last_lr = rates  # what get_last_lr() reports

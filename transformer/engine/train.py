@@ -22,11 +22,15 @@ decisions.  The run directory's files are described in ``rundir.py``, the checkp
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import math
+import signal
+import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -37,7 +41,7 @@ from ..model.config import check_options, option
 from . import checkpoint as ckpt
 from .evaluate import evaluate_loss
 from .loss import nll_sum, token_losses
-from .rundir import Run
+from .rundir import Run, RunLock
 from .runtime import (
     all_reduce,
     autocast,
@@ -48,7 +52,7 @@ from .runtime import (
     reduce_values,
     seed_everything,
 )
-from .schedule import build_scheduler
+from .schedule import apply_schedule, build_scheduler
 
 
 @dataclass
@@ -155,6 +159,34 @@ class Clocks:
     first_bad: int  # first step whose loss was not finite, 0 if none
     minutes: float  # trained in this invocation
     since_save: float  # minutes since the last checkpoint
+    interrupted: bool  # a rank received SIGINT or SIGTERM
+
+
+@dataclass
+class Health:
+    """Whether the logged loss and gradient norm are in their recent range.
+
+    A value more than ``factor`` times the mean of the last ``window`` in-range values (or a
+    non-finite one) puts the run out of range until values come back; checkpoints saved while
+    out of range are never offered as "the last good one" after a NaN.
+    """
+
+    factor: float = 10.0
+    window: int = 20
+    history: dict = field(default_factory=dict)  # name -> recent in-range values
+    ok: bool = True
+
+    def update(self, **values: float) -> bool:
+        self.ok = all(self.in_range(name, value) for name, value in values.items())
+        if self.ok:
+            for name, value in values.items():
+                self.history.setdefault(name, collections.deque(maxlen=self.window)).append(value)
+        return self.ok
+
+    def in_range(self, name: str, value: float) -> bool:
+        seen = self.history.get(name, ())
+        return math.isfinite(value) and (
+            len(seen) < 3 or value <= self.factor * sum(seen) / len(seen))
 
 
 def build_model_config(cfg: TrainConfig, tokenizer) -> TransformerConfig:
@@ -186,9 +218,12 @@ def micro_batches_per_step(cfg: TrainConfig, dataset, world_size: int) -> int:
     return max(1, round(cfg.tokens_per_step / (world_size * mean)))
 
 
-def nan_message(step: int, lr: float, run_dir: Path) -> str:
-    last = ckpt.latest_checkpoint(run_dir)
-    resume = f"resume from the last good checkpoint (--resume {last}) with " if last else ""
+def nan_message(step: int, lr: float, run_dir: Path, last_good: Path | None) -> str:
+    """What to do after a NaN: ``last_good`` is the newest checkpoint saved while the loss and
+    gradient norm were still in their recent range (see ``Health``)."""
+    last = last_good
+    resume = (f"resume from the last checkpoint saved before the loss or gradient norm left "
+              f"its range (--resume {last}) with ") if last else ""
     return (
         f"training stopped: the loss became NaN or infinite at step {step} (lr {lr:.3g}). "
         f"Try: {resume}a smaller learning rate (--lr-scale 0.5) or a longer warm-up (--warmup), "
@@ -206,9 +241,15 @@ def train(cfg: TrainConfig, dataset=None) -> dict:
     if not (cfg.max_steps or cfg.max_epochs or cfg.time_budget):
         raise ValueError("set at least one of max_steps, max_epochs or time_budget")
     rank, world, device, cleanup = distributed_setup(cfg.device)
+    lock = RunLock(cfg.run_dir) if rank == 0 else None  # rank 0 owns the run directory
     try:
+        note = lock.acquire() if lock else None
+        if note:
+            print(note)
         return Trainer(cfg, dataset, rank, world, device).fit()
     finally:
+        if lock:
+            lock.release()
         cleanup()
 
 
@@ -230,11 +271,12 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, self.model.config.d_model, cfg.warmup,
                                          cfg.lr_scale)
         self.accum = micro_batches_per_step(cfg, self.data, world)
-        self.progress, self.validated_at = Progress(), None
-        self.resume_from = (ckpt.latest_checkpoint(cfg.run_dir) if cfg.resume == "auto"
+        self.progress, self.validated_at, self.health = Progress(), None, Health()
+        self.resume_from = (ckpt.latest_intact_checkpoint(cfg.run_dir) if cfg.resume == "auto"
                             else cfg.resume)
         if self.resume_from:
             self.restore(ckpt.load_checkpoint(self.resume_from))
+        self.last_good = self.resume_from  # the newest checkpoint saved while in range
         self.run = Run(cfg, rank, fresh=not self.resume_from, step=self.progress.step,
                        wall_time=self.progress.wall_time)
         self.tokenizer = ckpt.tokenizer_record(self.data.tokenizer, self.run.dir / "tokenizer.json")
@@ -251,6 +293,7 @@ class Trainer:
         progress, rngs = ckpt.restore_training(
             state, self.resume_from, model=self.model, config=self.model.config,
             optimizer=self.optimizer, scheduler=self.scheduler)
+        apply_schedule(self.scheduler)  # this run's --lr-scale / --warmup from its first step
         known = {f.name for f in dataclasses.fields(Progress)}
         self.progress = Progress(**{k: v for k, v in progress.items() if k in known})
         if len(rngs) == self.world:
@@ -264,17 +307,34 @@ class Trainer:
         rngs = gather_objects(ckpt.rng_state(), self.world)  # every rank's dropout stream
         path = ckpt.checkpoint_path(self.run.dir, p.step)
         if self.rank == 0:
-            ckpt.save_training(
-                path, model=self.model, config=self.model.config, tokenizer=self.tokenizer,
-                optimizer=self.optimizer, scheduler=self.scheduler,
-                progress=dataclasses.asdict(p), rng=rngs,
-                data={"dataset": d.name, "src": d.src_lang, "tgt": d.tgt_lang,
-                      "data_dir": self.cfg.data_dir, "vocab_size": self.cfg.vocab_size,
-                      "seed": self.cfg.seed},
-                train_config=self.cfg.to_dict(), world_size=self.world, accum=self.accum)
+            previous = ckpt.latest_checkpoint(self.run.dir)
+            with self.save_errors(path, previous):
+                ckpt.save_training(
+                    path, model=self.model, config=self.model.config, tokenizer=self.tokenizer,
+                    optimizer=self.optimizer, scheduler=self.scheduler,
+                    progress=dataclasses.asdict(p), rng=rngs,
+                    data={"dataset": d.name, "src": d.src_lang, "tgt": d.tgt_lang,
+                          "data_dir": self.cfg.data_dir, "vocab_size": self.cfg.vocab_size,
+                          "seed": self.cfg.seed},
+                    train_config=self.cfg.to_dict(), world_size=self.world, accum=self.accum)
             ckpt.prune_checkpoints(self.run.dir, self.cfg.keep_last)
+        if self.health.ok:
+            self.last_good = path
         self.run.saved_at = time.monotonic()
         return path
+
+    @contextlib.contextmanager
+    def save_errors(self, path: Path, previous: Path | None):
+        """A save that fails (a full disk ...) leaves the previous checkpoint intact: say so."""
+        try:
+            yield
+        except OSError as e:
+            kept = (f"the previous checkpoint {previous} is intact" if previous
+                    else "no earlier checkpoint exists")
+            raise ckpt.CheckpointError(
+                f"could not write checkpoint {path}: {e.strerror or e}; {kept} (nothing "
+                "partial was left). Free space or choose another --run-dir, then continue "
+                "with --resume auto.") from e
 
     # ---- validation -------------------------------------------------------------------------
     def validate(self) -> bool:
@@ -317,7 +377,7 @@ class Trainer:
         validate = bool(cfg.eval_every) and step % cfg.eval_every == 0
         save = bool(cfg.save_every) and step % cfg.save_every == 0
         report = (step % cfg.log_every == 0 or step == 1 or last or validate or save
-                  or step == self.clock_check)
+                  or step == self.clock_check or (self.interrupted is not None and self.world == 1))
         return StepPlan(report, validate, save)
 
     def step(self, group: list, measure: bool):
@@ -361,14 +421,16 @@ class Trainer:
 
     # ---- report steps -----------------------------------------------------------------------
     def agree_on_clocks(self) -> Clocks:
-        """The first non-finite step and the clocks, maxed over ranks (one collective)."""
-        first_bad, minutes, since_save = reduce_values(
-            [self.first_bad, self.run.minutes(), self.run.minutes_since_save()], self.device,
-            op="max")
-        return Clocks(int(first_bad), minutes, since_save)
+        """The first non-finite step, the clocks and the interrupt flag, maxed over ranks (one
+        collective)."""
+        first_bad, minutes, since_save, interrupted = reduce_values(
+            [self.first_bad, self.run.minutes(), self.run.minutes_since_save(),
+             float(self.interrupted is not None)], self.device, op="max")
+        return Clocks(int(first_bad), minutes, since_save, bool(interrupted))
 
-    def log_train(self, group: list, lr: float, nll, grad_norm) -> None:
-        """Sum the window's loss and tokens over ranks (one collective) and log a record."""
+    def log_train(self, group: list, lr: float, nll, grad_norm) -> tuple[float, float]:
+        """Sum the window's loss and tokens over ranks (one collective) and log a record;
+        return (loss per token, gradient norm)."""
         p = self.progress
         loss, nll, tokens, step_tokens = reduce_values(
             [self.window_loss, nll, self.window_tokens, sum(b.n_tgt_tokens for b in group)],
@@ -380,6 +442,7 @@ class Trainer:
                            total_tokens=p.tokens)
         self.window_loss.zero_()
         self.window_tokens = 0
+        return loss / tokens, float(grad_norm)
 
     def report(self, plan: StepPlan, last: bool, group: list, lr: float, nll,
                grad_norm) -> str | None:
@@ -387,8 +450,12 @@ class Trainer:
         cfg, step = self.cfg, self.progress.step
         clocks = self.agree_on_clocks()
         if clocks.first_bad:
-            raise FloatingPointError(nan_message(clocks.first_bad, lr, self.run.dir))
-        self.log_train(group, lr, nll, grad_norm)
+            raise FloatingPointError(nan_message(clocks.first_bad, lr, self.run.dir,
+                                                 self.last_good))
+        loss, norm = self.log_train(group, lr, nll, grad_norm)
+        self.health.update(loss=loss, grad_norm=norm)
+        if clocks.interrupted:
+            return "interrupted"
         stop = "early_stop" if plan.validate and self.validate() else None
         if last:
             stop = "max_steps" if cfg.max_steps and step >= cfg.max_steps else "max_epochs"
@@ -431,6 +498,12 @@ class Trainer:
         self.clock_check = None
         self.model.train()
         stop = "max_steps" if cfg.max_steps and p.step >= cfg.max_steps else None
+        with self.catch_interrupts():
+            stop = self.loop(stop)
+        return self.finish(stop)
+
+    def loop(self, stop: str | None) -> str:
+        p = self.progress
         while stop is None:
             group, last = self.next_group()
             plan = self.plan(p.step, last)
@@ -443,12 +516,34 @@ class Trainer:
             self.run.bar_update()
             if plan.report:
                 stop = self.report(plan, last, group, lr, nll, grad_norm)
-        return self.finish(stop)
+        return stop
+
+    @contextlib.contextmanager
+    def catch_interrupts(self):
+        """SIGINT (Ctrl-C) and SIGTERM stop the run at the next report step, which saves a
+        checkpoint; a second signal acts at once (Python's default handling)."""
+        self.interrupted = None
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers can only be set from the main thread
+            return
+
+        def handler(signum, frame):
+            self.interrupted = signal.Signals(signum).name
+            signal.signal(signum, previous[signum])
+            self.run.note(f"{self.interrupted}: stopping at the next report step with a "
+                          "checkpoint (send it again to stop at once, without one)")
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
     def finish(self, stop: str) -> dict:
-        """A validation (unless just done), the final checkpoint, the summary."""
+        """A validation (unless just done or interrupted), the final checkpoint, the summary."""
         p = self.progress
-        if self.validated_at != p.step:
+        if self.validated_at != p.step and stop != "interrupted":
             self.validate()
         path = self.save()
         summary = {"stopped": stop, "steps": p.step,
@@ -459,6 +554,10 @@ class Trainer:
                    "checkpoint": str(path), "run_dir": str(self.run.dir), "accum": self.accum,
                    "world_size": self.world, "device": str(self.device),
                    "parameters": self.model.num_parameters()}
+        if stop == "interrupted":
+            summary["interrupted_by"] = self.interrupted or "a signal on another rank"
+            self.run.note(f"interrupted at step {p.step}; saved {path}. Continue with "
+                          "--resume auto.")
         return self.run.finish(summary)
 
     # ---- descriptions -----------------------------------------------------------------------
