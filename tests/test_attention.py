@@ -48,16 +48,38 @@ def test_explicit_equals_fused(kind):
         assert (ours[1] == 0).all() and (weights[1] == 0).all()
 
 
-def test_is_causal_flag_equals_causal_mask():
+def lower_triangle(t: int) -> torch.Tensor:
+    """The causal mask built independently of the package: query i sees keys 0..i."""
+    by_hand = torch.tensor([[j <= i for j in range(t)] for i in range(t)])
+    from_torch = torch.nn.Transformer.generate_square_subsequent_mask(t) == 0  # -inf above
+    assert torch.equal(by_hand, from_torch) and torch.equal(by_hand, torch.ones(t, t).tril() > 0)
+    return by_hand
+
+
+def test_is_causal_equals_an_independent_causal_mask():
     q, k, v = make_qkv(t_q=6, t_k=6)
-    a, _ = scaled_dot_product_attention(q, k, v, is_causal=True)
-    b, _ = scaled_dot_product_attention(q, k, v, mask=causal_mask(6))
-    torch.testing.assert_close(a, b)
+    allowed = lower_triangle(6)
+    assert torch.equal(causal_mask(6), allowed)
+    scores = (q @ k.transpose(-2, -1) / math.sqrt(8)).masked_fill(~allowed, float("-inf"))
+    expected = torch.softmax(scores, dim=-1) @ v  # by hand, no function of the package
+    explicit, weights = scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.testing.assert_close(explicit, expected)
+    assert (weights.masked_select(~allowed.expand_as(weights)) == 0).all()
+    torch.testing.assert_close(F.scaled_dot_product_attention(q, k, v, is_causal=True), expected,
+                               atol=1e-5, rtol=1e-5)
+    torch.manual_seed(0)  # the multi-head layer's causal path, fused and explicit
+    mha = MultiHeadAttention(d_model=16, n_heads=2, d_k=8, d_v=8).eval()
+    x = torch.randn(2, 6, 16)
+    reference = mha(x, x, x, mask=allowed)[0]
+    torch.testing.assert_close(mha(x, x, x, is_causal=True)[0], reference, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mha(x, x, x, is_causal=True, need_weights=True)[0], reference,
+                               atol=1e-5, rtol=1e-5)
 
 
 def test_causal_mask_with_cached_prefix():
     m = causal_mask(2, 5)  # two new queries after three cached positions
     assert m.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
+    assert torch.equal(causal_mask(3, 7), lower_triangle(7)[-3:])  # the last rows of the full one
 
 
 def test_multi_head_paths_agree_and_unequal_lengths_work():

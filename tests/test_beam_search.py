@@ -207,3 +207,65 @@ def test_beam_scores_at_least_greedy_on_trained_model(half_trained_copy_model):
     copied = sum(y == src[i, :-1].tolist() for i, y in enumerate(beam))
     assert copied >= sum(y == src[i, :-1].tolist() for i, y in enumerate(greedy))
     assert math.fsum(b_scores) >= math.fsum(g_scores)
+
+
+# ---- pad and BOS are never next tokens ---------------------------------------------------------
+
+# the model prefers pad, then BOS, at every step; among the rest greedy takes A every time
+LOVES_PAD = {BOS: {PAD: 0.5, BOS: 0.3, A: 0.15, EOS: 0.05},
+             A: {PAD: 0.4, BOS: 0.3, A: 0.2, EOS: 0.1}, PAD: {PAD: 0.9, EOS: 0.1}}
+
+
+def test_markov_model_that_prefers_pad_and_bos_gets_neither():
+    model = MarkovModel(LOVES_PAD)
+    greedy = greedy_decode(model, SRC, max_len=3)
+    assert greedy.tolist() == [[A, A, A]] * 2  # the best token that is neither pad nor BOS
+    assert beam_search(model, SRC, beam_size=1, alpha=0.0, max_len=3) == [[A, A, A]] * 2
+    nbest = beam_search(model, SRC, beam_size=4, alpha=0.0, max_len=3, return_scores=True)
+    for hyps in nbest:
+        assert hyps and all(PAD not in t and BOS not in t for t, _, _ in hyps)
+        for tokens, _, logprob in hyps:  # scores stay the model's own log-probabilities
+            seq = [BOS, *tokens] + ([EOS] if len(tokens) < 3 else [])
+            expected = sum(model.logp[a, b].item() for a, b in zip(seq, seq[1:]))
+            assert logprob == pytest.approx(expected, abs=1e-4)
+
+
+def biased_model(seed=0):
+    """A random untied model whose output layer gets a bias making pad (then BOS) the argmax at
+    every position, and EOS likelier, so that some outputs end early."""
+    model = random_model(seed, share_embeddings=False)
+    old = model.generator
+    model.generator = nn.Linear(old.in_features, old.out_features, bias=True)
+    with torch.no_grad():
+        model.generator.weight.copy_(old.weight)
+        model.generator.weight[EOS] *= 8
+        model.generator.bias.zero_()
+        model.generator.bias[PAD], model.generator.bias[BOS] = 60.0, 50.0
+    return model.eval()
+
+
+def assert_no_pad_or_bos_before_eos(rows):
+    for row in rows:
+        generated = strip(row)
+        assert PAD not in generated and BOS not in generated, row
+        if EOS in row:
+            assert all(t == PAD for t in row[row.index(EOS) + 1:])  # greedy pads after EOS
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_decoders_never_emit_pad_or_bos(use_cache):
+    model, src = biased_model(), random_src()
+    with torch.no_grad():
+        logits = model(src, torch.full((src.size(0), 1), BOS))
+    assert (logits.argmax(-1) == PAD).all()  # unmasked, pad would win every step
+    greedy = greedy_decode(model, src, max_len=12, use_cache=use_cache).tolist()
+    assert_no_pad_or_bos_before_eos(greedy)
+    assert any(len(strip(g)) < 12 for g in greedy) and any(EOS not in g for g in greedy)
+    beam1 = beam_search(model, src, beam_size=1, max_len=12, use_cache=use_cache)
+    assert beam1 == [strip(g) for g in greedy]  # beam 1 is still greedy
+    nbest = beam_search(model, src, beam_size=4, max_len=12, return_scores=True,
+                        use_cache=use_cache)
+    for hyps in nbest:
+        assert hyps
+        assert_no_pad_or_bos_before_eos([tokens for tokens, _, _ in hyps])
+        assert all(math.isfinite(score) for _, score, _ in hyps)

@@ -167,3 +167,33 @@ def test_numbers_out_of_range_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as done:
         build_parser().parse_args(argv)
     assert done.value.code == 2 and "must be >=" in capsys.readouterr().err
+
+
+def readme_train_commands() -> list[list[str]]:
+    """The `train` command lines of the README, as argument lists after `-m transformer`."""
+    lines = []
+    for line in (ROOT / "README.md").read_text().splitlines():
+        line = line.split("  #")[0].strip()
+        if "-m transformer train" in line and not line.startswith("`"):
+            lines.append(line.split("-m transformer", 1)[1].split())
+    return lines
+
+
+def test_the_readme_training_commands_run_as_printed():
+    """Each parses into a run that can start (a stop condition, valid values), and the 8-GPU
+    one plans about 25000 target tokens per step over its 8 ranks."""
+    from transformer.apps.dryrun import FILL_ESTIMATE
+    from transformer.engine.plan import plan_batches
+
+    commands = readme_train_commands()
+    assert any("--nproc-per-node" in " ".join(c) or "wmt14" in c for c in commands)
+    assert ["train", "--preset", "base", "--dataset", "multi30k", "--src", "de", "--tgt",
+            "en"] in commands
+    for argv in commands:
+        cfg = train_config_from_args(build_parser().parse_args(argv))
+        assert cfg.max_steps or cfg.max_epochs or cfg.time_budget, argv
+        if "wmt14" in argv and "--preset" in argv:
+            assert cfg.max_steps == 100_000 and cfg.average == 5
+            plan = plan_batches(cfg.tokens_per_step, 8, cfg.max_tokens,
+                                lambda b: FILL_ESTIMATE * b, min_tokens=257)
+            assert abs(plan.expected - 25000) <= 0.1 * 25000

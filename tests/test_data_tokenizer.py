@@ -9,7 +9,7 @@ import torch
 
 from transformer.data import SubwordTokenizer
 from transformer.data.corpora import clean
-from transformer.data.tokenizer import load_or_train
+from transformer.data.tokenizer import SETTINGS, bounded_alphabet, load_or_train
 from transformer.model.config import TransformerConfig
 
 # the offline Multi30k mirror that .ci/run names (a local folder), if there is one
@@ -97,6 +97,65 @@ def test_load_or_train_caches(tmp_path):
     first = load_or_train(path, texts, 200)
     second = load_or_train(path, texts, 200)
     assert calls == [1] and first == second and path.exists()
+
+
+def single_characters(tok) -> set[str]:
+    return {t for t in tok._tok.get_vocab() if len(t) == 1}
+
+
+# 3000 distinct characters seen once each (CJK), as Common Crawl holds, and plain English
+RARE = [chr(0x4E00 + i) for i in range(3000)]
+NOISY = [" ".join(RARE[i:i + 30]) for i in range(0, 3000, 30)] + [
+    "The quick brown fox jumps over the lazy dog.", "A man in an orange hat stares at a dog.",
+    "Two dogs are playing in the snow near the river."] * 20
+
+
+def test_alphabet_is_bounded_and_rare_characters_become_unk():
+    assert SETTINGS["limit_alphabet"] == 1000 and SETTINGS["version"] >= 3  # a new cache key
+    tok = SubwordTokenizer.train(NOISY, vocab_size=400, limit_alphabet=60)
+    assert len(single_characters(tok)) == 60
+    assert tok.vocab_size > 4 + 60 + 20  # the slots went to merges, not to rare characters
+    sentence = "The dog jumps over the fox."
+    assert tok.decode(tok.encode(sentence)) == sentence
+    assert "<unk>" not in tok.tokens(sentence)
+    left_out = RARE[-1]  # seen once, cut (equally rare ones with lower code points stay)
+    assert left_out not in single_characters(tok)
+    assert tok.tokens(f"the {left_out} dog") == ["▁the", "▁", "<unk>", "▁dog"]
+    assert tok.decode(tok.encode(f"the {left_out} dog")) == "the  dog"
+    # unbounded, the 3000 characters take the whole vocabulary and leave no room for merges
+    unbounded = SubwordTokenizer.train(NOISY, vocab_size=400, limit_alphabet=10_000)
+    assert len(single_characters(unbounded)) > 3000 and unbounded.token_to_id("▁the") is None
+
+
+def test_bounded_alphabet_is_deterministic():
+    """tokenizers cuts ties between equally rare characters in hash-map order; we do not."""
+    alphabet = bounded_alphabet(NOISY, 60)
+    assert len(alphabet) == 60 and "▁" in alphabet and set("Thequickbrown") <= set(alphabet)
+    assert alphabet == sorted(alphabet) and alphabet == bounded_alphabet(NOISY[::-1], 60)
+    trained = [SubwordTokenizer.train(NOISY, vocab_size=400, limit_alphabet=60) for _ in range(2)]
+    assert trained[0] == trained[1]
+    assert single_characters(trained[0]) == set(alphabet)
+
+
+def test_small_alphabet_vocabulary_is_unchanged_by_the_limit(sample_tokenizer):
+    """Multi30k-like text has about a hundred characters: the limit leaves it alone, and the
+    vocabulary is the one tokenizers trains without any limit."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    assert bounded_alphabet(SAMPLE * 3, 1000) is None
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(),
+                                                 pre_tokenizers.Punctuation()])
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(SAMPLE * 3, trainers.BpeTrainer(
+        vocab_size=300, min_frequency=2, special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+        show_progress=False))
+    assert SubwordTokenizer(tok) == sample_tokenizer
+    # and a limit just at the alphabet's size leaves every character in
+    n = len(single_characters(sample_tokenizer))
+    assert bounded_alphabet(SAMPLE * 3, n) is None
+    assert SubwordTokenizer.train(SAMPLE * 3, 300, limit_alphabet=n) == sample_tokenizer
+    assert SubwordTokenizer.train(iter(SAMPLE * 3), 300) == sample_tokenizer  # any iterable
 
 
 def test_rejects_tokenizer_without_specials():

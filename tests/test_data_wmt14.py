@@ -13,7 +13,6 @@ import pytest
 from test_data_corpora import serve as serve_handler  # tests/ is on sys.path under pytest
 
 from transformer.data import CHECKSUMS, ChecksumError, DataError, download, load_dataset
-from transformer.data import fetch as fetch_module
 
 EN = ["Resumption of the session", "I declare resumed the session.", "", "Thank you."]
 DE = ["Wiederaufnahme der Sitzungsperiode", "Ich erkläre die Sitzung für wieder aufgenommen.",
@@ -42,16 +41,31 @@ def _text(lines):
 
 
 def _tgz(path, members):
-    with tarfile.open(path, "w:gz") as tar:
+    """A gzip'd tar (.tgz), or a plain one for a .tar path."""
+    with tarfile.open(path, "w" if path.suffix == ".tar" else "w:gz") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
 
 
-def make_archives(root, **overrides):
-    """The five WMT14 archives, tiny, same member names; ``overrides`` replace members."""
-    members = {
+def make_archives(root, members=None, **overrides):
+    """The five WMT14 archives, tiny, same member names (or ``members``: archive -> member ->
+    bytes); ``overrides`` replace members (None removes one)."""
+    members = members if members is not None else wmt14_members()
+    folder = root / "wmt14"
+    folder.mkdir(parents=True, exist_ok=True)
+    sums = {}
+    for archive, files in members.items():
+        files = {k: v for k, v in {**files, **overrides.get(archive, {})}.items() if v is not None}
+        _tgz(folder / archive, files)
+        sums[archive] = hashlib.sha256((folder / archive).read_bytes()).hexdigest()
+    return sums
+
+
+def wmt14_members():
+    """The members of the five EN-DE archives (EN-FR tests add their own)."""
+    return {
         "training-parallel-europarl-v7.tgz": {
             "training/europarl-v7.de-en.de": _text(DE), "training/europarl-v7.de-en.en": _text(EN),
             "training/europarl-v7.fr-en.fr": _text(["Reprise de la session"])},
@@ -69,24 +83,6 @@ def make_archives(root, **overrides):
             "test-full/newstest2014-deen-src.de.sgm": _sgm(TEST_DE, "src", "de"),
             "test-full/newstest2014-deen-ref.en.sgm": _sgm(TEST_EN, "ref", "en")},
     }
-    folder = root / "wmt14"
-    folder.mkdir(parents=True, exist_ok=True)
-    sums = {}
-    for archive, files in members.items():
-        files = {k: v for k, v in {**files, **overrides.get(archive, {})}.items() if v is not None}
-        _tgz(folder / archive, files)
-        sums[archive] = hashlib.sha256((folder / archive).read_bytes()).hexdigest()
-    return sums
-
-
-@pytest.fixture
-def wmt14_mirror(tmp_path, monkeypatch):
-    """Sample archives in a mirror folder; tests pin their checksums as needed."""
-    mirror = tmp_path / "mirror"
-    monkeypatch.setenv("TRANSFORMER_DATA_MIRROR", str(mirror))
-    monkeypatch.setitem(CHECKSUMS, "wmt14", dict(CHECKSUMS["wmt14"]))
-    monkeypatch.setattr(fetch_module, "TIMEOUT_S", 5)
-    return mirror
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

@@ -157,6 +157,27 @@ def test_learned_positions_refuse_beyond_max_len():
     assert sinusoid(long_src, torch.ones(1, 3, dtype=torch.long)).isfinite().all()
 
 
+@pytest.mark.parametrize("share_embeddings", [True, False])
+def test_init_zeroes_only_the_token_pad_row_not_a_position(share_embeddings):
+    """Table 3 row E: position 0 of a learned table is the first token, not padding; only the
+    token embeddings' <pad> row starts (and stays, padding_idx) at zero."""
+    torch.manual_seed(0)
+    c = small_config(positional="learned", share_embeddings=share_embeddings, tgt_vocab_size=V)
+    model = Transformer(c)
+    for table in (model.src_pos.embedding.weight, model.tgt_pos.embedding.weight):
+        assert table.shape == (c.max_len, c.d_model)
+        assert (table.abs().sum(1) > 0).all(), "a row of the positional table is all zero"
+        assert table.std().item() == pytest.approx(c.d_model**-0.5, rel=0.1)
+    assert model.src_pos.embedding.weight is not model.tgt_pos.embedding.weight
+    for embed in (model.src_embed, model.tgt_embed):
+        assert embed.padding_idx == c.pad_id
+        assert (embed.weight[c.pad_id] == 0).all()
+        assert (embed.weight[c.pad_id + 1:].abs().sum(1) > 0).all()
+    model.reset_parameters()  # re-initialising keeps the same rule
+    assert (model.src_pos.embedding.weight[0] != 0).any()
+    assert (model.src_embed.weight[c.pad_id] == 0).all()
+
+
 def test_greedy_pads_after_eos():
     torch.manual_seed(0)
     model = Transformer(small_config()).eval()

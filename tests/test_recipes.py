@@ -31,12 +31,27 @@ def test_overrides_replace_fields_and_merge_the_model_dict():
     assert RECIPES["reproduce-cpu"].train["model"].get("dropout") is None  # not mutated
 
 
-def test_paper_recipes_follow_section_5():
-    base, big = RECIPES["paper-base"].config(), RECIPES["paper-big"].config()
-    assert (base.max_steps, big.max_steps) == (100_000, 300_000)
+def test_paper_recipes_follow_sections_5_and_6():
+    base, big, enfr = (RECIPES[n].config() for n in ("base", "big", "big-en-fr"))
+    assert (base.max_steps, big.max_steps, enfr.max_steps) == (100_000, 300_000, 300_000)
     assert base.warmup == big.warmup == 4000 and base.tokens_per_step == 25000
-    assert (RECIPES["paper-base"].average, RECIPES["paper-big"].average) == (5, 20)
-    assert big.keep_last >= RECIPES["paper-big"].average  # nothing averaged is pruned
+    assert (base.average, big.average, enfr.average) == (5, 20, 20)
+    assert base.save_every_minutes == big.save_every_minutes == 10.0
+    assert TransformerConfig.from_preset(big.preset, **big.model).dropout == 0.3
+    assert TransformerConfig.from_preset(enfr.preset, **enfr.model).dropout == 0.1
+    assert (enfr.dataset, enfr.src, enfr.tgt, enfr.vocab_size) == ("wmt14", "en", "fr", 32000)
+    for name, recipe in RECIPES.items():
+        assert recipe.decode == {"beam_size": 4, "alpha": 0.6, "max_len_offset": 50}, name
+
+
+def test_every_table3_row_has_the_paper_recipe_of_its_name():
+    from transformer.model import PAPER_ROWS
+
+    for row in PAPER_ROWS:
+        cfg = RECIPES[row].config()
+        assert cfg.preset == row and cfg.max_steps == (300_000 if row == "big" else 100_000)
+        # Table 3 scores each variation without checkpoint averaging
+        assert cfg.average == (0 if row not in ("base", "big") else cfg.average)
 
 
 @pytest.mark.parametrize("field,value", [

@@ -10,7 +10,7 @@ from transformer import Transformer, TransformerConfig
 from transformer.data import load_dataset
 from transformer.engine.evaluate import evaluate_loss
 from transformer.engine.loss import token_losses
-from transformer.engine.train import TrainConfig, micro_batches_per_step, train
+from transformer.engine.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -129,12 +129,3 @@ def test_evaluate_loss_reports_perplexity_of_the_unsmoothed_nll(copy_data):
     assert m["ppl"] == pytest.approx(torch.tensor(m["nll"]).exp().item())
     assert m["loss"] > m["nll"] > 0  # smoothing adds the uniform term: higher than the NLL here
     assert m["tokens"] == sum(b.n_tgt_tokens for b in copy_data.batches("val", 2048))
-
-
-def test_tokens_per_step_sets_the_number_of_micro_batches(copy_data):
-    batches = copy_data.batches("train", 512, shuffle=False)
-    mean = sum(b.n_tgt_tokens for b in batches) / len(batches)
-    cfg = TrainConfig(max_tokens=512, tokens_per_step=round(6 * mean))
-    assert micro_batches_per_step(cfg, copy_data, world_size=1) == 6
-    assert micro_batches_per_step(cfg, copy_data, world_size=2) == 3
-    assert micro_batches_per_step(TrainConfig(tokens_per_step=None, accum=5), copy_data, 1) == 5

@@ -31,13 +31,14 @@ import sys
 import traceback
 from pathlib import Path
 
-from ..data import DataError, download
+from ..data import DataError, download, download_size
 from ..engine.checkpoint import CheckpointError, list_checkpoints, load_model, write_average
 from ..engine.evaluate import evaluate_checkpoint, format_scores, translate
 from ..engine.runtime import pick_device
 from ..engine.train import TrainConfig, train
 from ..model import TransformerConfig
 from ..model.config import allowed, field_type
+from .dryrun import dry_run
 from .recipes import RECIPES
 from .reproduce import reproduce
 
@@ -97,8 +98,16 @@ def _parse_value(text: str):
         return text
 
 
+def train_recipe(args):
+    """The recipe a ``train`` command starts from: ``--recipe``, else the one named like the
+    model preset (every row of Table 3 and big has one: the paper's training), else None."""
+    if args.recipe:
+        return RECIPES[args.recipe]
+    return RECIPES.get(args.t_preset or TrainConfig.preset)
+
+
 def train_config_from_args(args) -> TrainConfig:
-    """TrainConfig from parsed ``train`` options, over ``--recipe``'s settings if given:
+    """TrainConfig from parsed ``train`` options over the settings of ``train_recipe(args)``:
     model overrides go to ``cfg.model``."""
     train_kw, model_kw = _given(args, "t_"), _given(args, "m_")
     model_fields = {f.name for f in dataclasses.fields(TransformerConfig)}
@@ -118,8 +127,9 @@ def train_config_from_args(args) -> TrainConfig:
     for f in dataclasses.fields(TrainConfig):  # on the command line 0 may mean "off"
         if f.metadata.get("zero_is_none") and train_kw.get(f.name) == 0:
             train_kw[f.name] = None
-    if args.recipe:
-        return RECIPES[args.recipe].config(**train_kw, model=model_kw)
+    recipe = train_recipe(args)
+    if recipe is not None:
+        return recipe.config(**train_kw, model=model_kw)
     return TrainConfig(**train_kw, model=model_kw)
 
 
@@ -127,7 +137,15 @@ def train_config_from_args(args) -> TrainConfig:
 # commands
 
 def cmd_train(args) -> int:
-    summary = train(train_config_from_args(args))
+    cfg = train_config_from_args(args)
+    if args.dry_run:
+        world = args.world_size or int(os.environ.get("WORLD_SIZE", "1"))
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(dry_run(cfg, world, args.tokens_per_second, train_recipe(args)))
+        return 0
+    summary = train(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun the summary is printed once, by rank 0
     print(json.dumps(summary, indent=2))
     if summary["stopped"] == "interrupted":  # Ctrl-C or SIGTERM: saved, but not finished
         print(f"interrupted ({summary['interrupted_by']}) at step {summary['steps']}; saved "
@@ -219,7 +237,10 @@ def cmd_average(args) -> int:
 
 
 def cmd_download(args) -> int:
-    print(download(args.name, data_dir=args.data_dir))
+    if args.dry_run:
+        print(download_size(args.name, args.src, args.tgt)["summary"])
+        return 0
+    print(download(args.name, data_dir=args.data_dir, src=args.src, tgt=args.tgt))
     return 0
 
 
@@ -243,8 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model (single process or under torchrun)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
-                   help="start from a named run of transformer/apps/recipes.py; the options "
-                   "below override it")
+                   help="start from a named run of transformer/apps/recipes.py (default: the "
+                   "one named like --preset, if any: every row of Table 3 and big has the "
+                   "paper's training); the options below override it")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (model size, steps, batch split over ranks, "
+                   "checkpoints, download, projected time) and exit: nothing is downloaded "
+                   "or trained")
+    p.add_argument("--world-size", type=at_least(1), default=None,
+                   help="ranks to plan for with --dry-run (default: $WORLD_SIZE, else 1)")
+    p.add_argument("--tokens-per-second", type=at_least(1.0, float), default=None,
+                   help="measured throughput (target tokens/s, all ranks) for --dry-run's "
+                   "time projection (default: a short probe when the corpus is at hand)")
     add_dataclass_options(p.add_argument_group("training"), TrainConfig, dest_prefix="t_")
     add_dataclass_options(p.add_argument_group("model (default: the preset's values)"),
                           TransformerConfig, dest_prefix="m_", show_default=False)
@@ -291,7 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("download", help="fetch and verify a corpus")
     p.add_argument("name", help="multi30k or wmt14")
+    p.add_argument("--src", default=None, help="source language (wmt14: en-de by default, or "
+                   "en-fr; multi30k: only that pair's files)")
+    p.add_argument("--tgt", default=None, help="target language")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--dry-run", action="store_true",
+                   help="print how much would be downloaded and stored; fetch nothing")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("reproduce", help="train, evaluate and write results/<run>.json")

@@ -24,16 +24,13 @@ import time
 from pathlib import Path
 
 from ..data import DataError, TranslationDataset, load_dataset
-from ..engine import checkpoint as ckpt
 from ..engine.evaluate import checkpoint_and_data, evaluate, format_scores
-from ..engine.rundir import best_val_step
 from ..engine.runtime import environment, pick_device
 from ..engine.train import train
 from .profile import resolve_profile
 from .recipes import RECIPES
 
 RUNS_DIR_ENV = "TRANSFORMER_RUNS_DIR"
-BEAM = 4  # Section 6.1
 # The best published from-scratch results on Multi30k test_2016_flickr that we know of, in the
 # metric and decoding each was reported with (rounded; quoted, not rerun here).
 PUBLISHED = {
@@ -106,18 +103,17 @@ def reproduce(profile: str | None = None, time_budget: float | None = None, data
     summary = train(cfg, dataset)
     t_train = time.time() - t0
 
-    # the model to evaluate: the average of the checkpoints up to the best validation (6.1)
-    final = Path(summary["checkpoint"])
-    chosen = ckpt.checkpoints_up_to(run_dir, best_val_step(run_dir), recipe.average)
-    if len(chosen) > 1:
-        final = ckpt.write_average(chosen, run_dir / "averaged.pt")
-        print(f"averaged {len(chosen)} checkpoints: {', '.join(p.name for p in chosen)}")
+    # the model to evaluate: the average train() wrote (Section 6.1), if the recipe asks for
+    # one (ending at the best validation, since the gpu recipe stops early), else the last
+    averaged = summary.get("averaged")
+    final = Path(averaged["checkpoint"] if averaged else summary["checkpoint"])
     device = pick_device("auto")
     test_split = dataset.resolve("test")
     model, dataset = checkpoint_and_data(final, device=str(device), dataset=dataset)
-    decodes = {name: evaluate(model, dataset, test_split, beam_size=beam, limit=limit,
+    beam, alpha = recipe.decode["beam_size"], recipe.decode["alpha"]
+    decodes = {name: evaluate(model, dataset, test_split, beam_size=k, alpha=alpha, limit=limit,
                               score_perplexity=name == "beam4")
-               for name, beam in (("beam4", BEAM), ("greedy", 1), ("beam5", 5))}
+               for name, k in (("beam4", beam), ("greedy", 1), ("beam5", 5))}
     scores = decodes["beam4"]
     t_total = time.time() - t0
 
@@ -140,7 +136,7 @@ def reproduce(profile: str | None = None, time_budget: float | None = None, data
         "train_config": cfg.to_dict(),
         "training": summary,
         "evaluated_checkpoint": str(final),
-        "averaged": [str(p) for p in chosen] if len(chosen) > 1 else None,
+        "averaged": averaged["from"] if averaged else None,
         "bleu": {k: scores[k] for k in BLEU_KEYS if k in scores},
         "bleu_greedy": {k: decodes["greedy"][k] for k in BLEU_KEYS if k in scores},
         "bleu_beam5": {k: decodes["beam5"][k] for k in BLEU_KEYS if k in scores},

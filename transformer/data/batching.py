@@ -178,6 +178,20 @@ def make_batches(src: Ragged, tgt: Ragged, max_tokens: int, *, subset=None,
     return [collate(rows, src, tgt, pad_id, bos_id, eos_id) for rows in chunks]
 
 
+def batch_stats(src: Ragged, tgt: Ragged, max_tokens: int, subset=None) -> dict:
+    """What ``make_batches(src, tgt, max_tokens, subset=subset)`` would make, without making
+    it: ``{"batches", "src_tokens", "tgt_tokens", "longest"}`` (real tokens, EOS included;
+    ``longest``: the most positions one pair needs, the smallest usable ``max_tokens``).
+    The same with or without shuffling: batches are cut from pairs sorted by length."""
+    rows = np.arange(len(src)) if subset is None else np.asarray(subset, dtype=np.int64)
+    src_len, tgt_len = src.lengths() + 1, tgt.lengths() + 1
+    order = rows[np.lexsort((tgt_len[rows], src_len[rows]))]
+    longest = int(max(src_len[rows].max(), tgt_len[rows].max())) if len(rows) else 0
+    n = len(token_batches(src_len, tgt_len, max_tokens, order)) if longest <= max_tokens else 0
+    return {"batches": n, "src_tokens": int(src_len[rows].sum()),
+            "tgt_tokens": int(tgt_len[rows].sum()), "longest": longest}
+
+
 def padding_fraction(batches: list[Batch]) -> float:
     """Share of pad positions over all ``batches`` (sources and targets together)."""
     real = sum(b.n_src_tokens + b.n_tgt_tokens for b in batches)

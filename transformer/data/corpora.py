@@ -1,12 +1,14 @@
 """The corpus registry, strict line reading, and ``download``.
 
 ``DATASETS`` names every dataset ``load_dataset`` knows: two generated tasks (no download),
-Multi30k (small, real, CPU-sized) and WMT 2014 English-German, the paper's data (Section 5.1:
-"about 4.5 million sentence pairs", dev newstest2013, test newstest2014).
+Multi30k (small, real, CPU-sized) and WMT 2014, the paper's data (Section 5.1): English-German
+("about 4.5 million sentence pairs") and English-French ("36M sentences", Table 2), both with
+dev newstest2013 and test newstest2014.
 
 ``CHECKSUMS`` records what each downloaded file must hash to (sha256 hex, or ``"md5:<hex>"``).
 It is a plain dict so tests and users can pin further files (``register_checksums``).  Files
 with no entry are fetched, reported with their sha256, and checked structurally instead.
+``FILE_SIZES`` says how large each file is, so a dry run can tell what a download costs.
 
 Reading is strict: invalid UTF-8, a truncated gzip or two sides of a corpus with different line
 counts raise a :class:`DataError` naming the file(s) - pairs are never silently misaligned.
@@ -34,6 +36,10 @@ WMT14_URLS = {  # the WMT 2014 shared task's own downloads (www.statmt.org/wmt14
     "training-parallel-nc-v9.tgz": "https://www.statmt.org/wmt14/training-parallel-nc-v9.tgz",
     "dev.tgz": "https://www.statmt.org/wmt14/dev.tgz",
     "test-full.tgz": "https://www.statmt.org/wmt14/test-full.tgz",
+    # English-French only: the UN corpus and the 10^9 French-English ("giga") corpus, a plain
+    # tar holding one gzip'd file per language
+    "training-parallel-un.tgz": "https://www.statmt.org/wmt13/training-parallel-un.tgz",
+    "training-giga-fren.tar": "https://www.statmt.org/wmt10/training-giga-fren.tar",
 }
 
 CHECKSUMS: dict[str, dict[str, str]] = {
@@ -69,8 +75,57 @@ CHECKSUMS: dict[str, dict[str, str]] = {
         "test_2018_flickr.fr.gz":
             "fb2b83fcceb937a4f7e3e93c1c51c22aba92f1e342391e6b5ba392b16a920501",
     },
-    "wmt14": {  # the only published digest we know: sacreBLEU's registry entry for wmt14/full
+    "wmt14": {
+        # sacreBLEU's registry entry for wmt14/full
         "test-full.tgz": "md5:a8cd784e006feb32ac6f3d9ec7eb389a",
+        # the English-French-only archives, as TensorFlow Datasets' checksum registry records
+        # them (tensorflow_datasets/url_checksums/wmt13_translate.txt and wmt15_translate.txt:
+        # URL, size in bytes, sha256).  The archives EN-DE shares are not pinned here (EN-DE
+        # keeps its checks as they were); their recorded digests are listed in data/README.md.
+        "training-parallel-un.tgz":
+            "29141b5c1eba149a94f7a59d3b1a834b2e47fe0f8758d68dcd77a3d3f497ee47",
+        "training-giga-fren.tar":
+            "3ff8319f6919393520559bfbc7ad6a747ec81b3abc7be9993b338d4b017b4d9a",
+    },
+}
+
+
+@dataclass(frozen=True)
+class FileSize:
+    """How many bytes a file is, whether that is exact, and where the number comes from."""
+
+    bytes: int
+    exact: bool
+    source: str
+
+
+_TFDS = "TensorFlow Datasets url_checksums (size of the statmt.org file)"
+_MIRROR = "the offline mirror's copy, byte-identical to the public home (sha256 in CHECKSUMS)"
+_MULTI30K_BYTES = {
+    "train.de.gz": 637044, "train.en.gz": 568929, "train.fr.gz": 604242,
+    "val.de.gz": 24681, "val.en.gz": 21650, "val.fr.gz": 23001,
+    "test_2016_flickr.de.gz": 22890, "test_2016_flickr.en.gz": 21077,
+    "test_2016_flickr.fr.gz": 22310, "test_2017_flickr.de.gz": 21471,
+    "test_2017_flickr.en.gz": 19138, "test_2017_flickr.fr.gz": 20434,
+    "test_2017_mscoco.de.gz": 10230, "test_2017_mscoco.en.gz": 8844,
+    "test_2017_mscoco.fr.gz": 9751, "test_2018_flickr.de.gz": 26461,
+    "test_2018_flickr.en.gz": 23514, "test_2018_flickr.fr.gz": 25321,
+}
+FILE_SIZES: dict[str, dict[str, FileSize]] = {
+    "multi30k": {f: FileSize(n, True, _MIRROR) for f, n in _MULTI30K_BYTES.items()},
+    "wmt14": {
+        "training-parallel-europarl-v7.tgz": FileSize(657_632_379, True, _TFDS),
+        "training-parallel-commoncrawl.tgz": FileSize(918_311_367, True, _TFDS),
+        "training-parallel-nc-v9.tgz": FileSize(80_418_416, True, _TFDS),
+        "training-parallel-un.tgz": FileSize(2_365_634_246, True, _TFDS),
+        "training-giga-fren.tar": FileSize(
+            2_595_102_720, True, _TFDS + "; the same size is logged in tensorflow/tensorflow"
+            " issue 4122 (2016)"),
+        "dev.tgz": FileSize(
+            18_000_000, False, "estimate: WMT15's dev-v2.tgz (newstest2008-2014) is 21,393,583"
+            " bytes and WMT14's dev.tgz holds one year less"),
+        "test-full.tgz": FileSize(
+            4_000_000, False, "estimate: about 20 SGM files of about 3000 segments, gzip'd"),
     },
 }
 
@@ -92,6 +147,19 @@ class DatasetInfo:
     aliases: dict[str, str] = field(default_factory=dict)  # "val"/"test" -> split name
     files: dict[str, str] = field(default_factory=dict)  # file name -> public URL
     description: str = ""
+    # the language pairs there is data for (either direction); empty: any two of ``langs``
+    pairs: tuple[tuple[str, str], ...] = ()
+    # vocabulary size of a pair whose default differs from ``vocab_size``; key "de-en" (sorted)
+    pair_vocab_size: dict[str, int] = field(default_factory=dict)
+
+    def has_pair(self, src: str, tgt: str) -> bool:
+        if src == tgt or src not in self.langs or tgt not in self.langs:
+            return False
+        return not self.pairs or any({src, tgt} == set(p) for p in self.pairs)
+
+    def default_vocab_size(self, src: str, tgt: str) -> int:
+        """The default shared vocabulary size of the pair ``src``-``tgt``."""
+        return self.pair_vocab_size.get("-".join(sorted((src, tgt))), self.vocab_size)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -106,9 +174,12 @@ DATASETS: dict[str, DatasetInfo] = {
                for s in MULTI30K_SPLITS for lang in MULTI30K_LANGS},
         description="Multi30k task 1 image captions, de/en/fr (Elliott et al., 2016)"),
     "wmt14": DatasetInfo(
-        "wmt14", ("en", "de"), ("train", "newstest2013", "newstest2014"), ("en", "de"), 37000,
+        "wmt14", ("en", "de", "fr"), ("train", "newstest2013", "newstest2014"), ("en", "de"),
+        37000,  # EN-DE: "a shared source-target vocabulary of about 37000 tokens" (5.1)
         aliases={"val": "newstest2013", "test": "newstest2014"}, files=dict(WMT14_URLS),
-        description="WMT 2014 English-German, the paper's data (Section 5.1)"),
+        description="WMT 2014 English-German and English-French, the paper's data (Section 5.1)",
+        pairs=(("en", "de"), ("en", "fr")),
+        pair_vocab_size={"en-fr": 32000}),  # EN-FR: "a 32000 word-piece vocabulary" (5.1)
 }
 
 

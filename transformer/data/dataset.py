@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .batching import Batch, Ragged, filter_pairs, make_batches
-from .corpora import ensure_files, get_info, multi30k_texts
+from .batching import Batch, Ragged, batch_stats, filter_pairs, make_batches
+from .corpora import FILE_SIZES, ensure_files, get_info, multi30k_texts
 from .fetch import atomic_output, resolve_data_dir
 from .tasks import copy_task, numbers_task
 from .tokenizer import SETTINGS, SubwordTokenizer, load_or_train
-from .wmt14 import TRAIN, prepare, wmt14_texts
+from .wmt14 import TRAIN, get_pair, prepare, wmt14_texts
 
 TextPair = tuple[list[str], list[str]]
 
@@ -164,6 +164,12 @@ class TranslationDataset:
                             epoch=epoch, rank=rank, world_size=world_size, pad_id=tok.pad_id,
                             bos_id=tok.bos_id, eos_id=tok.eos_id)
 
+    def batch_stats(self, split: str, max_tokens: int) -> dict:
+        """Counts of the batches ``batches(split, max_tokens)`` would make (see
+        :func:`batch_stats`): cheap enough to plan a step's size on millions of pairs."""
+        src, tgt, kept = self._tokenized(split)
+        return batch_stats(src, tgt, max_tokens, subset=kept)
+
     def __repr__(self) -> str:
         return (f"TranslationDataset({self.name!r}, {self.src_lang}->{self.tgt_lang}, "
                 f"splits={self.splits}, vocab_size={self.tokenizer.vocab_size})")
@@ -183,11 +189,12 @@ def _ragged_problem(r: Ragged, vocab_size: int, side: str) -> str | None:
     return None
 
 
-def _wmt14_pair_counts(marker: str, splits) -> dict[str, int]:
+def _wmt14_pair_counts(marker: str, splits, train: tuple[str, ...] = TRAIN) -> dict[str, int]:
     """Pairs per WMT14 split from the line counts ``prepare`` recorded (so that checking a
-    cache file of the 4.5M training pairs does not read their text)."""
+    cache file of the 4.5M (EN-DE) or 36M (EN-FR) training pairs does not read their text);
+    ``train`` names the corpora of the training split."""
     lines = json.loads(marker).get("lines", {})
-    corpora = {s: TRAIN if s == "train" else (s,) for s in splits}
+    corpora = {s: train if s == "train" else (s,) for s in splits}
     return {s: sum(lines[c] for c in cs) for s, cs in corpora.items()
             if all(c in lines for c in cs)}
 
@@ -210,6 +217,9 @@ def _pair(name: str, src: str | None, tgt: str | None) -> tuple[str, str]:
         src, tgt = (src, others[0]) if src else (others[0], tgt)
     if src == tgt or src not in info.langs or tgt not in info.langs:
         raise ValueError(f"{name}: languages must be two of {info.langs}, got {src}->{tgt}")
+    if not info.has_pair(src, tgt):
+        known = ", ".join("-".join(p) for p in info.pairs)
+        raise ValueError(f"{name} has the pairs {known} (either direction), got {src}->{tgt}")
     return src, tgt
 
 
@@ -218,15 +228,17 @@ def load_dataset(name: str, src: str | None = None, tgt: str | None = None, *,
                  max_len: int = 256, max_ratio: float = 3.0, progress: bool = True,
                  **task_kwargs) -> TranslationDataset:
     """A dataset by name: ``"copy"``, ``"numbers"`` (generated, offline), ``"multi30k"``
-    (de/en/fr) or ``"wmt14"`` (en/de).  Downloads what is missing (see ``download``); trains
-    the shared BPE vocabulary once per corpus, language pair and size, and caches it.
+    (de/en/fr) or ``"wmt14"`` (en-de, the default, or en-fr, either direction).  Downloads what
+    is missing (see ``download``); trains the shared BPE vocabulary once per corpus, language
+    pair and size, and caches it.  ``vocab_size`` defaults to the pair's (WMT14: 37000 for
+    EN-DE, 32000 for EN-FR, as in Section 5.1).
 
     ``seed`` and ``task_kwargs`` shape the generated tasks (see ``tasks.py``); ``max_len`` and
     ``max_ratio`` configure the training-split filter.
     """
     info = get_info(name)
     src, tgt = _pair(name, src, tgt)
-    vocab_size = vocab_size or info.vocab_size
+    vocab_size = vocab_size or info.default_vocab_size(src, tgt)
     options = dict(aliases=info.aliases, max_len=max_len, max_ratio=max_ratio)
     if name in ("copy", "numbers"):
         splits = (copy_task if name == "copy" else numbers_task)(seed, **task_kwargs)
@@ -244,10 +256,11 @@ def load_dataset(name: str, src: str | None = None, tgt: str | None = None, *,
         sides = (0, 1) if src < tgt else (1, 0)  # the same key for de-en and en-de
         data_key = _digest(*("\n".join(texts[s][i]) for s in info.splits for i in sides))
     else:
-        data_key = prepare(data_dir, progress).read_text()  # archive digests, line counts
-        options["pair_counts"] = _wmt14_pair_counts(data_key, info.splits)
+        pair = get_pair(src, tgt)
+        data_key = prepare(data_dir, progress, pair).read_text()  # digests, line counts
+        options["pair_counts"] = _wmt14_pair_counts(data_key, info.splits, pair.train)
 
-        @functools.cache  # read the 4.5M training pairs only once
+        @functools.cache  # read the 4.5M (36M) training pairs only once
         def load_texts(split):
             return wmt14_texts(data_dir, split, src, tgt, progress)
     langs = "-".join(sorted((src, tgt)))
@@ -263,20 +276,85 @@ def load_dataset(name: str, src: str | None = None, tgt: str | None = None, *,
                               cache_dir=data_dir / name, data_key=data_key, **options)
 
 
-def download(name: str, data_dir=None, progress: bool = True) -> Path:
-    """Fetch and verify every file of dataset ``name`` into the cache; return its folder.
+def _files_for(name: str, src: str | None, tgt: str | None) -> list[str]:
+    """The files ``download`` fetches for dataset ``name`` and the given languages: WMT14's
+    archives of one pair (default EN-DE); Multi30k's files of the pair, or all when no
+    language is given."""
+    info = get_info(name)
+    if name == "wmt14":
+        return get_pair(*_pair(name, src, tgt)).archives
+    if name == "multi30k" and (src or tgt):
+        langs = _pair(name, src, tgt)
+        return sorted(f for f in info.files if f.split(".")[-2] in langs)
+    return sorted(info.files)
 
-    This is what ``python -m transformer download NAME [--data-dir DIR]`` calls.  Generated
-    tasks need nothing.  WMT14 archives are also unpacked into aligned text files.
+
+def download(name: str, data_dir=None, progress: bool = True, *, src: str | None = None,
+             tgt: str | None = None) -> Path:
+    """Fetch and verify the files of dataset ``name`` into the cache; return its folder.
+
+    This is what ``python -m transformer download NAME [--src L --tgt L] [--data-dir DIR]``
+    calls.  Generated tasks need nothing.  For WMT14 the pair decides which archives are
+    fetched (none given: English-German, as ``load_dataset`` defaults to; ``src="en",
+    tgt="fr"``: English-French), and they are also unpacked into aligned text files.  For
+    Multi30k a pair fetches only its two languages' files, none fetches all.
     """
     info = get_info(name)
     folder = resolve_data_dir(data_dir) / name
     if not info.files:
         print(f"{name}: generated on the fly, nothing to download")
         return folder
+    files = _files_for(name, src, tgt)
     if name == "wmt14":
-        prepare(folder.parent, progress=progress)
+        prepare(folder.parent, progress=progress, pair=get_pair(*_pair(name, src, tgt)))
     else:
-        ensure_files(name, sorted(info.files), folder.parent, progress)
-    print(f"{name}: {len(info.files)} files verified in {folder}")
+        ensure_files(name, files, folder.parent, progress)
+    print(f"{name}: {len(files)} files verified in {folder}")
     return folder
+
+
+def _human(n: int) -> str:
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def download_size(name: str, src: str | None = None, tgt: str | None = None) -> dict:
+    """What ``download(name, src=src, tgt=tgt)`` would fetch and keep, without fetching
+    anything (for a dry run):
+
+    ``files``: file name -> ``{"bytes", "exact", "source"}`` (where the number comes from);
+    ``download_bytes``: their sum; ``text_bytes``: the extracted text (WMT14; an estimate);
+    ``stored_bytes``: what the cache holds afterwards (the archives are kept, verified, next
+    to the text; the tokenizer and its id caches come on top); ``exact``: whether every
+    number is exact; ``summary``: one line, e.g. "wmt14 en-fr: about 6.6 GB to download ...".
+    """
+    info = get_info(name)
+    if not info.files:
+        return {"dataset": name, "pair": None, "files": {}, "download_bytes": 0,
+                "text_bytes": 0, "stored_bytes": 0, "exact": True,
+                "summary": f"{name}: generated on the fly, nothing to download"}
+    files = _files_for(name, src, tgt)
+    sizes = {f: FILE_SIZES[name][f] for f in files}
+    label, pair, text_bytes = name, None, 0
+    if name == "wmt14":
+        spec = get_pair(*_pair(name, src, tgt))
+        pair, text_bytes = "-".join(spec.langs), spec.text_bytes
+        label = f"{name} {pair}"
+    elif src or tgt:
+        pair = "-".join(_pair(name, src, tgt))
+        label = f"{name} {pair}"
+    total = sum(s.bytes for s in sizes.values())
+    exact = all(s.exact for s in sizes.values()) and not text_bytes
+    about = "" if exact else "about "
+    stored = total + text_bytes
+    kept = f"{about}{_human(stored)} stored" + (" (archives + extracted text)" if text_bytes
+                                                 else "")
+    summary = (f"{label}: {about}{_human(total)} to download ({len(files)} files), {kept}"
+               + ("" if exact else "; estimates included, see data/README.md"))
+    return {"dataset": name, "pair": pair,
+            "files": {f: {"bytes": s.bytes, "exact": s.exact, "source": s.source}
+                      for f, s in sizes.items()},
+            "download_bytes": total, "text_bytes": text_bytes, "stored_bytes": stored,
+            "exact": exact, "summary": summary}

@@ -7,7 +7,15 @@ it: Metaspace turns each space into "▁" glued to the next word, then Punctuati
 off the words ("▁Hut," -> "▁Hut" ","), so that "Hut", "Hut," and "Hut." share one token
 instead of taking three vocabulary entries.  Decoding joins pieces without a "▁" to the one
 before, so spaces and punctuation come back exactly (text seen in training round-trips byte
-for byte; characters never seen become ``<unk>`` and are dropped).
+for byte, but for characters left out of the alphabet, below; characters never seen become
+``<unk>`` and are dropped).
+
+The alphabet (the single characters every word starts from) is bounded: the
+``limit_alphabet`` most frequent characters of the training text, ties broken by code point.
+WMT14's Common Crawl holds thousands of characters seen once or twice (CJK, emoji, stray
+symbols); unbounded, each would take a vocabulary entry from the subwords.  Characters left
+out encode as ``<unk>``, like characters never seen.  A small alphabet (Multi30k has about a
+hundred characters) is kept whole, so its vocabulary is what it was without the limit.
 
 Special tokens sit at fixed ids, the ones ``TransformerConfig`` expects:
 ``<pad>`` = 0, ``<s>`` (BOS) = 1, ``</s>`` (EOS) = 2, ``<unk>`` = 3.
@@ -16,16 +24,45 @@ Special tokens sit at fixed ids, the ones ``TransformerConfig`` expects:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from .fetch import atomic_write_text
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 SETTINGS = {"model": "bpe", "pre_tokenizer": "metaspace+punctuation", "min_frequency": 2,
-            "version": 2}
+            "limit_alphabet": 1000, "version": 3}
+METASPACE = "\u2581"  # "▁": what the Metaspace pre-tokenizer puts in place of each space
+
+
+def character_counts(texts: Sequence[str], chunk: int = 100_000) -> dict[str, int]:
+    """How often each character occurs in ``texts`` as BPE training sees it (spaces become
+    "▁", and each text starts with one).  Counted on UTF-32 code points with numpy, so the
+    4.5M WMT14 sentence pairs take seconds."""
+    counts = np.zeros(0x110000, dtype=np.int64)
+    for i in range(0, len(texts), chunk):
+        joined = "".join(texts[i:i + chunk]).encode("utf-32-le", "surrogatepass")
+        counts += np.bincount(np.frombuffer(joined, dtype="<u4"), minlength=0x110000)
+    counts[ord(METASPACE)] += counts[ord(" ")] + len(texts)
+    counts[ord(" ")] = 0
+    return {chr(c): int(counts[c]) for c in np.flatnonzero(counts)}
+
+
+def bounded_alphabet(texts: Sequence[str], limit: int) -> list[str] | None:
+    """The ``limit`` most frequent characters of ``texts`` (ties: lower code point first), or
+    None when there are no more than ``limit`` distinct ones (nothing to leave out).
+
+    Handing exactly these to the trainer as ``initial_alphabet`` with ``limit_alphabet=limit``
+    makes the cut deterministic: ``tokenizers`` alone sorts equal counts in hash-map order,
+    so which of the characters seen once survive would change from run to run.
+    """
+    counts = character_counts(texts)
+    if len(counts) <= limit:
+        return None
+    return sorted(sorted(counts, key=lambda c: (-counts[c], ord(c)))[:limit])
 
 
 class SubwordTokenizer:
@@ -43,15 +80,22 @@ class SubwordTokenizer:
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int,
-              min_frequency: int = SETTINGS["min_frequency"]) -> SubwordTokenizer:
+              min_frequency: int = SETTINGS["min_frequency"],
+              limit_alphabet: int = SETTINGS["limit_alphabet"]) -> SubwordTokenizer:
         """Learn BPE merges on ``texts`` (source and target sentences together) until the
-        vocabulary, specials included, has ``vocab_size`` tokens or no pair is left to merge."""
+        vocabulary, specials included, has ``vocab_size`` tokens or no pair is left to merge.
+        At most ``limit_alphabet`` single characters enter it (see the module notes)."""
+        texts = texts if isinstance(texts, Sequence) else list(texts)  # read twice
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
         tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(),
                                                      pre_tokenizers.Punctuation()])
         tok.decoder = decoders.Metaspace()
+        alphabet = bounded_alphabet(texts, limit_alphabet)
+        bound = {} if alphabet is None else {"initial_alphabet": alphabet,
+                                             "limit_alphabet": limit_alphabet}
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                      special_tokens=list(SPECIALS), show_progress=False)
+                                      special_tokens=list(SPECIALS), show_progress=False,
+                                      **bound)
         tok.train_from_iterator(texts, trainer)
         return cls(tok)
 

@@ -26,7 +26,9 @@ A row stops ("terminate early when possible") as soon as
     answer, it only saves steps; or
 (c) its maximum length (source length + 50) is reached: live hypotheses finish without EOS.
 
-Rows that stop leave the batch, so late steps only pay for the rows still searching.
+Rows that stop leave the batch, so late steps only pay for the rows still searching.  Padding
+and BOS are never candidates (their log-probabilities are set to -inf after the softmax, so
+scores stay the model's log P(Y | X)); EOS and UNK are.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from __future__ import annotations
 import torch
 
 from ..model import Transformer
+from .greedy import never_pad_or_bos
 from .runtime import eval_mode
 
 Hypothesis = tuple[list[int], float, float]  # (tokens without BOS/EOS, score, log-probability)
@@ -89,7 +92,8 @@ def _search(model, src, K, alpha, max_len_offset, max_len, use_cache) -> list[li
     for step in range(1, max(limits, default=0) + 1):  # step = |Y| once this token is added
         n = len(rows)
         logits = model.decode(ys[:, -1:] if use_cache else ys, memory, src_mask, cache)[:, -1]
-        logp = logits.float().log_softmax(-1)  # (n*K, V)
+        # the model's own log-probabilities, then pad and BOS ruled out as next tokens
+        logp = never_pad_or_bos(logits.float().log_softmax(-1), c)  # (n*K, V)
         V = logp.size(-1)
         cand = (scores.view(-1, 1) + logp).view(n, K * V)  # every extension of every hypothesis
         top, idx = cand.topk(min(2 * K, K * V), dim=1)  # (n, 2K) best first

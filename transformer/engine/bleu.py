@@ -1,33 +1,73 @@
 """BLEU, three ways, all counted by sacrebleu (Section 6.1, Table 2).
 
-The paper reports *tokenized* BLEU: translations and references are tokenized, and for EN-DE
-hyphenated compounds are split ("Mann-Rennen" -> "Mann ##AT##-##AT## Rennen") as the
-tensor2tensor script ``get_ende_bleu.sh`` does, then BLEU is counted on those tokens.  Today's
-standard is sacreBLEU on *detokenized* text with a signature saying exactly how it was computed;
-the two differ by up to about a point.  Multi30k papers usually quote *lowercased* tokenized
-BLEU (``multi-bleu.perl -lc``).  Every number must say which one it is:
+The paper reports *tokenized* BLEU.  Its EN-DE numbers (27.3 / 28.4) come from tensor2tensor's
+``get_ende_bleu.sh``: Moses ``replace-unicode-punctuation.perl``, Moses ``tokenizer.perl -l de``,
+hyphenated compounds split ("Mann-Rennen" -> "Mann ##AT##-##AT## Rennen"), then Moses
+``multi-bleu.perl``.  Today's standard is sacreBLEU on *detokenized* text with a signature saying
+exactly how it was computed; the two differ by up to about a point.  Multi30k papers usually quote
+*lowercased* tokenized BLEU (``multi-bleu.perl -lc``).  Every number must say which one it is:
 
     sacrebleu_score(hyps, refs)                      -> detokenized sacreBLEU + signature
-    tokenized_bleu(hyps, refs, split_compounds=True) -> the paper's EN-DE metric
-    tokenized_bleu(hyps, refs, lowercase=True)       -> lowercased tokenized BLEU (Multi30k)
+    tokenized_bleu(hyps, refs, lang="de", split_compounds=True) -> the paper's EN-DE metric
+    tokenized_bleu(hyps, refs, lang=..., lowercase=True)        -> multi-bleu.perl -lc (Multi30k)
 
-``get_ende_bleu.sh`` tokenizes with Moses ``tokenizer.perl``; we use sacrebleu's ``13a``
-tokenizer (mteval-v13a, the closest tokenizer at hand), then count with ``tokenize="none"``.
-Known differences from Moses: 13a splits a hyphen after a digit ("3-4" -> "3 - 4") and leaves
-apostrophes attached, so scores can differ slightly from multi-bleu.perl on Moses tokens.
+``tokenized_bleu`` follows ``get_ende_bleu.sh`` with ``sacremoses``, the Python port of the
+Moses scripts, on both hypotheses and references:
+
+1. ``replace_unicode_punctuation``: replace-unicode-punctuation.perl (sacremoses'
+   ``MosesPunctNormalizer.replace_unicode_punct``): “ ” -> ", ’ -> ', … -> ..., full-width
+   punctuation and digits -> ASCII.  It is not normalize-punctuation.perl: „ and ‚ (German
+   opening quotes) are left alone and become tokens of their own.
+2. ``moses_tokenize``: tokenizer.perl ``-l <lang>`` with its defaults, i.e.
+   ``MosesTokenizer(lang).tokenize(escape=True, aggressive_dash_splits=False)``.  tokenizer.perl
+   escapes unless given ``-no-escape``, so & | < > ' " [ ] become &amp; &#124; &lt; &gt; &apos;
+   &quot; &#91; &#93;; without ``-a`` hyphens between letters or digits stay ("3-4", "Mann-Rennen").
+3. ``compound_split`` (only when asked; ``all_bleu`` asks for German targets), after tokenizing.
+4. Counted as multi-bleu.perl counts: whitespace tokens, clipped 1- to 4-gram matches summed over
+   the corpus, brevity penalty exp(1 - r/c) when c < r, no smoothing, 0 when some n-gram order
+   has no match -- sacrebleu's ``BLEU(tokenize="none", smooth_method="none")``.  ``lowercase``
+   lowercases A-Z only, as ``multi-bleu.perl -lc`` does (it reads bytes, so its ``lc`` leaves
+   Ä, É, ... as they are); hence ``case:lc-ascii`` in the description.
+
+Known remaining differences from running the perl scripts:
+
+* ``get_ende_bleu.sh`` normalizes and tokenizes only the decodes; its reference
+  (``newstest201x.tok.de``) comes already tokenized from elsewhere, by steps the script does not
+  show.  We put the raw references through the same steps as the hypotheses.  Some versions of
+  the script have no replace-unicode-punctuation step; which one scored the paper is not known.
+* sacremoses ships its own nonbreaking-prefix lists and Perl Unicode property tables
+  (IsAlnum, IsLower, ...), which need not equal those of the mosesdecoder checkout used in 2017.
+* tokenizer.perl changed over time.  Since Nov 2018 (moses-smt/mosesdecoder#204) it splits the
+  final period even after a nonbreaking prefix ("So am I." -> "So am I ."); sacremoses keeps the
+  earlier behaviour ("So am I."), which is what a 2017 checkout did.  In English, an apostrophe
+  ending a line after a digit ("10'") stays attached in sacremoses ("10&apos;", sacremoses#3).
+* replace-unicode-punctuation.perl maps full-width "１" to '"' (a slip in the script);
+  sacremoses maps it to "1".
+* Scores are not rounded (multi-bleu.perl prints two decimals); an empty hypothesis corpus
+  scores 0 where multi-bleu.perl divides by zero.
+
+The description returned with each score names every step and the versions of sacremoses and
+sacrebleu, e.g.
+``replace-unicode-punct+moses-tok:de+escape+compound-split|sacremoses:0.2.0|nrefs:1|case:mixed|
+eff:no|tok:none|smooth:none|version:2.6.0``.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import string
 from collections.abc import Sequence
+from importlib.metadata import version
 
 from sacrebleu.metrics import BLEU
+from sacremoses import MosesPunctNormalizer, MosesTokenizer
 
 # get_ende_bleu.sh: perl -ple 's{(\S)-(\S)}{$1 ##AT##-##AT## $2}g' (same non-overlapping matches:
 # "a-b-c" -> "a ##AT##-##AT## b-c", exactly as the perl one-liner does)
 _COMPOUND = re.compile(r"(\S)-(\S)")
+# multi-bleu.perl -lc: perl's lc on bytes, i.e. A-Z only
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def compound_split(line: str) -> str:
@@ -43,6 +83,27 @@ def _tokenizer(name: str):
 def tokenize(line: str, tokenizer: str = "13a") -> str:
     """Tokenize one line with one of sacrebleu's tokenizers (``"13a"``, ``"intl"``, ...)."""
     return _tokenizer(tokenizer)(line)
+
+
+@functools.cache
+def _punct_normalizer() -> MosesPunctNormalizer:
+    return MosesPunctNormalizer()
+
+
+@functools.cache
+def _moses_tokenizer(lang: str) -> MosesTokenizer:
+    return MosesTokenizer(lang=lang)
+
+
+def replace_unicode_punctuation(line: str) -> str:
+    """Moses ``replace-unicode-punctuation.perl``: “ ” -> ", ’ -> ', … -> ..., ， -> , etc."""
+    return _punct_normalizer().replace_unicode_punct(line)
+
+
+def moses_tokenize(line: str, lang: str = "en") -> str:
+    """Moses ``tokenizer.perl -l lang`` with its defaults (escaping on, no ``-a``), as a string."""
+    return _moses_tokenizer(lang).tokenize(line, aggressive_dash_splits=False, escape=True,
+                                           return_str=True)
 
 
 def _check(hyps: Sequence[str], refs: Sequence[str]) -> None:
@@ -67,30 +128,44 @@ def sacrebleu_score(hyps: Sequence[str], refs: Sequence[str], *, tokenize: str =
 
 
 def tokenized_bleu(hyps: Sequence[str], refs: Sequence[str], *, split_compounds: bool = False,
-                   lowercase: bool = False, tokenizer: str = "13a") -> tuple[float, str]:
-    """Tokenized BLEU: tokenize both sides, optionally split compounds, then count as is.
+                   lowercase: bool = False, lang: str = "en") -> tuple[float, str]:
+    """Tokenized BLEU as get_ende_bleu.sh and multi-bleu.perl compute it (see the module doc).
 
-    ``split_compounds=True`` gives the paper's EN-DE metric (Table 2); ``lowercase=True`` the
-    Multi30k one.  Returns ``(score, description)``; the description names every step.
+    Both sides: replace-unicode-punctuation, Moses tokenization for ``lang`` (the target
+    language), compound splitting if ``split_compounds``, A-Z lowercased if ``lowercase``; then
+    unsmoothed corpus BLEU on whitespace tokens.  ``lang="de", split_compounds=True`` gives the
+    paper's EN-DE metric (Table 2); ``lowercase=True`` the Multi30k one (``multi-bleu.perl
+    -lc``).  Returns ``(score, description)``; the description names every step.
     """
     _check(hyps, refs)
 
     def prepare(lines):
-        lines = [tokenize(line, tokenizer) for line in lines]
-        return [compound_split(line) for line in lines] if split_compounds else lines
+        out = []
+        for line in lines:
+            line = moses_tokenize(replace_unicode_punctuation(line), lang)
+            if split_compounds:
+                line = compound_split(line)
+            out.append(line.translate(_ASCII_LOWER) if lowercase else line)
+        return out
 
-    bleu = BLEU(tokenize="none", lowercase=lowercase, force=True)  # tokenized on purpose
+    # the text is tokenized on purpose (force: no "forgot to detokenize" warning); no smoothing
+    bleu = BLEU(tokenize="none", smooth_method="none", force=True)
     score = bleu.corpus_score(prepare(hyps), [prepare(refs)]).score
-    steps = f"pretok:{tokenizer}" + ("+compound-split" if split_compounds else "")
-    return score, f"{steps}|{bleu.get_signature()}"
+    signature = str(bleu.get_signature())
+    if lowercase:  # we lowercased, sacrebleu did not (it would lowercase beyond ASCII)
+        signature = signature.replace("case:mixed", "case:lc-ascii")
+    steps = f"replace-unicode-punct+moses-tok:{lang}+escape"
+    steps += "+compound-split" if split_compounds else ""
+    return score, f"{steps}|sacremoses:{version('sacremoses')}|{signature}"
 
 
 def all_bleu(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str | None = None) -> dict:
-    """The three numbers, labelled.  Compounds are split only for German targets (EN-DE)."""
+    """The three numbers, labelled.  Moses tokenization for ``tgt_lang`` (English if unknown);
+    compounds are split only for German targets (EN-DE)."""
     score, signature = sacrebleu_score(hyps, refs)
-    split = tgt_lang == "de"
-    tok, tok_desc = tokenized_bleu(hyps, refs, split_compounds=split)
-    tok_lc, tok_lc_desc = tokenized_bleu(hyps, refs, lowercase=True)
+    lang = tgt_lang or "en"
+    tok, tok_desc = tokenized_bleu(hyps, refs, split_compounds=lang == "de", lang=lang)
+    tok_lc, tok_lc_desc = tokenized_bleu(hyps, refs, lowercase=True, lang=lang)
     return {
         "sacrebleu": score, "sacrebleu_signature": signature,
         "tokenized_bleu": tok, "tokenized_bleu_signature": tok_desc,

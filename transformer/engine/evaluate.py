@@ -95,13 +95,13 @@ def evaluate_loss(model: Transformer, dataset, split: str, *, max_tokens: int = 
     "ppl", "tokens"}``.  With ``limit``, only the first ``limit`` sentences of
     ``dataset.texts(split)`` count, the ones ``evaluate(limit=...)`` translates (batches come
     sorted by length, so their rows are picked out by ``Batch.indices``).  With several ranks
-    each scores its shard and the sums are all-reduced.
+    each scores its share of the batches (each batch once) and the sums are all-reduced.
     """
     device = _device(model, device)
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, nll, tokens
     with eval_mode(model):
-        for batch in dataset.batches(split, max_tokens, shuffle=False, rank=rank,
-                                     world_size=world_size):
+        # every rank scores every world_size-th batch: each batch once, none repeated
+        for batch in dataset.batches(split, max_tokens, shuffle=False)[rank::world_size]:
             src, tgt_in, tgt_out = move_batch(batch, device)
             if limit is not None:
                 rows = [r for r, i in enumerate(batch.indices) if i < limit]
@@ -175,7 +175,7 @@ def evaluate_checkpoint(path, split=None, *, beam_size=4, alpha=0.6, max_tokens=
                         limit=None, data_dir=None, device=None, dataset=None) -> dict:
     """Load a checkpoint and its dataset and ``evaluate`` it on ``split`` (default: test)."""
     model, dataset = checkpoint_and_data(path, data_dir=data_dir, device=device, dataset=dataset)
-    split = split or ("test" if "test" in dataset.splits else dataset.splits[-1])
+    split = dataset.resolve(split or "test")  # the split's own name ("test" may be an alias)
     result = evaluate(model, dataset, split, beam_size=beam_size, alpha=alpha,
                       max_tokens=max_tokens, limit=limit)
     result["checkpoint"] = str(Path(path))

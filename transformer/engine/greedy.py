@@ -8,12 +8,21 @@ from ..model import Transformer
 from .runtime import eval_mode
 
 
+def never_pad_or_bos(scores: torch.Tensor, config) -> torch.Tensor:
+    """``scores`` (..., V) (logits or log-probabilities) with the entries of ``pad_id`` and
+    ``bos_id`` set to -inf: neither is ever a next token, however the model scores it."""
+    scores = scores.clone()
+    scores[..., [config.pad_id, config.bos_id]] = float("-inf")
+    return scores
+
+
 @torch.no_grad()
 def greedy_decode(model: Transformer, src: torch.Tensor, max_len: int | None = None,
                   use_cache: bool = True) -> torch.Tensor:
     """Translate a batch ``src`` (B, S) and return generated ids (B, <= max_len).
 
-    Each row holds the tokens after BOS up to and including EOS, then ``pad_id``.
+    Each row holds the tokens after BOS up to and including EOS, then ``pad_id``.  Padding
+    and BOS are never chosen as a next token (EOS and UNK may be).
     ``max_len`` defaults to the source length + 50 (Section 6.1).  ``use_cache=False``
     recomputes the whole prefix at every step (slow; kept to test and time the cache).
     """
@@ -26,7 +35,8 @@ def greedy_decode(model: Transformer, src: torch.Tensor, max_len: int | None = N
         cache = model.new_cache() if use_cache else None
         for _ in range(max_len):
             step_in = ys[:, -1:] if use_cache else ys
-            next_token = model.decode(step_in, memory, src_mask, cache)[:, -1].argmax(-1)
+            logits = model.decode(step_in, memory, src_mask, cache)[:, -1]
+            next_token = never_pad_or_bos(logits, c).argmax(-1)
             next_token = next_token.masked_fill(finished, c.pad_id)
             ys = torch.cat([ys, next_token[:, None]], dim=1)
             finished |= next_token == c.eos_id

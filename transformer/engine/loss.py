@@ -18,16 +18,24 @@ from ..model import TransformerConfig
 def token_losses(model, src, tgt_in, tgt_out, config: TransformerConfig):
     """(summed label-smoothed loss over non-pad target tokens, logits).
 
-    ``F.cross_entropy`` does the smoothing (eps_ls spread over the vocabulary) and skips
-    padding through ``ignore_index``; under autocast it runs in float32 by itself.
+    ``F.cross_entropy`` does the smoothing (eps_ls / V on every class, the true one included,
+    plus 1 - eps_ls on the true class) and skips padding through ``ignore_index``.  The terms
+    are computed from ``logits.float()``: under bf16/fp16 autocast the logits are half
+    precision, and the sum over many tokens must not depend on autocast's op policy.
+    ``logits`` are returned as the model gave them.
     """
     logits = model(src, tgt_in)  # (B, T, V)
-    loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=config.pad_id,
-                           label_smoothing=config.label_smoothing, reduction="sum")
+    loss = F.cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(),
+                           ignore_index=config.pad_id, label_smoothing=config.label_smoothing,
+                           reduction="sum")
     return loss, logits
 
 
 def nll_sum(logits, tgt_out, pad_id: int) -> torch.Tensor:
-    """Summed negative log-likelihood without smoothing: exp(nll / tokens) is the perplexity."""
-    return F.cross_entropy(logits.detach().flatten(0, 1), tgt_out.flatten(), ignore_index=pad_id,
-                           reduction="sum")
+    """Summed negative log-likelihood without smoothing: exp(nll / tokens) is the perplexity.
+
+    Computed in float32 whatever the dtype of ``logits`` (training calls it outside autocast
+    on the bf16 logits of ``token_losses``).
+    """
+    return F.cross_entropy(logits.detach().float().flatten(0, 1), tgt_out.flatten(),
+                           ignore_index=pad_id, reduction="sum")

@@ -58,6 +58,12 @@ def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     return tensor
 
 
+def barrier() -> None:
+    """Wait until every rank gets here; a no-op in a single process."""
+    if _distributed():
+        dist.barrier()
+
+
 def gather_objects(obj, world_size: int) -> list:
     """Every rank's ``obj``, in rank order (a collective: all ranks must call it)."""
     if world_size == 1 or not _distributed():

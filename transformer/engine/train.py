@@ -41,10 +41,12 @@ from ..model.config import check_options, option
 from . import checkpoint as ckpt
 from .evaluate import evaluate_loss
 from .loss import nll_sum, token_losses
-from .rundir import Run, RunLock
+from .plan import BatchPlan, corpus_mean_tokens, plan_batches
+from .rundir import Run, RunLock, best_val_step
 from .runtime import (
     all_reduce,
     autocast,
+    barrier,
     distributed_setup,
     environment,
     gather_objects,
@@ -119,12 +121,18 @@ class TrainConfig:
         "6.1; 0: none by time)", above=0.0, zero_is_none=True)
     keep_last: int = option(5, "checkpoints kept (the paper averages the last 5; 0: all)",
                             low=0)
+    average: int = option(0, "average this many checkpoints into <run_dir>/averaged.pt at the "
+                          "end (Section 6.1: 5 for base, 20 for big; with --patience, the ones "
+                          "ending at the best validation); 0: none", low=0)
     compile: bool = option(False, "torch.compile the model (CUDA)")
     amp: bool = option(True, "bf16 autocast on CUDA; float32 on the CPU whatever this says")
     progress: bool = option(True, "show a progress bar on rank 0")
 
     def __post_init__(self) -> None:
         check_options(self)
+        if self.keep_last and self.average > self.keep_last:
+            raise ValueError(f"average={self.average} needs keep_last >= {self.average} (or 0: "
+                             f"keep all), got keep_last={self.keep_last}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -197,9 +205,24 @@ def build_model_config(cfg: TrainConfig, tokenizer) -> TransformerConfig:
     return TransformerConfig.from_preset(cfg.preset, **{**fields, **cfg.model})
 
 
-def load_train_dataset(cfg: TrainConfig):
-    return load_dataset(cfg.dataset, cfg.src, cfg.tgt, vocab_size=cfg.vocab_size,
-                        data_dir=cfg.data_dir, seed=cfg.seed)
+def load_train_dataset(cfg: TrainConfig, rank: int = 0, world: int = 1):
+    """The dataset ``cfg`` names.  Under torchrun rank 0 alone downloads it, trains the BPE
+    vocabulary and encodes the splits into the cache while the other ranks wait; they then
+    read the cache."""
+    def load():
+        data = load_dataset(cfg.dataset, cfg.src, cfg.tgt, vocab_size=cfg.vocab_size,
+                            data_dir=cfg.data_dir, seed=cfg.seed)
+        for split in ("train", validation_split(data)):
+            if split:
+                data.kept_indices(split)  # encodes the split (and writes its cache file)
+        return data
+
+    if world == 1:
+        return load()
+    if rank == 0:
+        data = load()
+    barrier()  # rank 0 has the corpus, the vocabulary and the token ids in the cache
+    return data if rank == 0 else load()
 
 
 def validation_split(dataset) -> str | None:
@@ -209,13 +232,13 @@ def validation_split(dataset) -> str | None:
     return None
 
 
-def micro_batches_per_step(cfg: TrainConfig, dataset, world_size: int) -> int:
-    """Micro-batches per step: ``tokens_per_step`` / (ranks * mean target tokens per batch)."""
-    if not cfg.tokens_per_step:
-        return max(1, cfg.accum)
-    batches = dataset.batches("train", cfg.max_tokens, shuffle=False)  # the same on every rank
-    mean = sum(b.n_tgt_tokens for b in batches) / max(len(batches), 1)
-    return max(1, round(cfg.tokens_per_step / (world_size * mean)))
+def batch_plan(cfg: TrainConfig, dataset, world_size: int) -> BatchPlan:
+    """Micro-batch budget and accumulation that give ``cfg.tokens_per_step`` target tokens per
+    step over ``world_size`` ranks (``plan.py``); ``cfg.accum`` micro-batches of
+    ``cfg.max_tokens`` when ``tokens_per_step`` is None."""
+    longest = dataset.batch_stats("train", cfg.max_tokens)["longest"]
+    return plan_batches(cfg.tokens_per_step, world_size, cfg.max_tokens,
+                        corpus_mean_tokens(dataset), accum=cfg.accum, min_tokens=longest)
 
 
 def nan_message(step: int, lr: float, run_dir: Path, last_good: Path | None) -> str:
@@ -259,7 +282,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, dataset, rank: int, world: int, device: torch.device):
         self.cfg, self.rank, self.world, self.device = cfg, rank, world, device
         seed_everything(cfg.seed + rank)
-        self.data = dataset if dataset is not None else load_train_dataset(cfg)
+        self.data = dataset if dataset is not None else load_train_dataset(cfg, rank, world)
         cuda = device.type == "cuda"
         if cuda:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -270,7 +293,8 @@ class Trainer:
                                           fused=True if cuda else None)
         self.scheduler = build_scheduler(self.optimizer, self.model.config.d_model, cfg.warmup,
                                          cfg.lr_scale)
-        self.accum = micro_batches_per_step(cfg, self.data, world)
+        self.batching = batch_plan(cfg, self.data, world)
+        self.accum = self.batching.accum
         self.progress, self.validated_at, self.health = Progress(), None, Health()
         self.resume_from = (ckpt.latest_intact_checkpoint(cfg.run_dir) if cfg.resume == "auto"
                             else cfg.resume)
@@ -283,7 +307,8 @@ class Trainer:
         if rank == 0:
             self.data.tokenizer.save(self.run.dir / "tokenizer.json")
         self.ddp = (torch.nn.parallel.DistributedDataParallel(
-            self.model, device_ids=[device] if cuda else None, gradient_as_bucket_view=True)
+            self.model, device_ids=[device] if cuda else None, gradient_as_bucket_view=True,
+            broadcast_buffers=False)  # the sinusoid table is a constant: nothing to broadcast
             if world > 1 else self.model)
         self.forward = torch.compile(self.ddp) if cfg.compile else self.ddp
 
@@ -316,7 +341,8 @@ class Trainer:
                     data={"dataset": d.name, "src": d.src_lang, "tgt": d.tgt_lang,
                           "data_dir": self.cfg.data_dir, "vocab_size": self.cfg.vocab_size,
                           "seed": self.cfg.seed},
-                    train_config=self.cfg.to_dict(), world_size=self.world, accum=self.accum)
+                    train_config=self.cfg.to_dict(), world_size=self.world, accum=self.accum,
+                    micro_batch_tokens=self.batching.max_tokens)
             ckpt.prune_checkpoints(self.run.dir, self.cfg.keep_last)
         if self.health.ok:
             self.last_good = path
@@ -356,8 +382,9 @@ class Trainer:
 
     # ---- one step ---------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list:
-        return self.data.batches("train", self.cfg.max_tokens, shuffle=True, seed=self.cfg.seed,
-                                 epoch=epoch, rank=self.rank, world_size=self.world)
+        return self.data.batches("train", self.batching.max_tokens, shuffle=True,
+                                 seed=self.cfg.seed, epoch=epoch, rank=self.rank,
+                                 world_size=self.world)
 
     def next_group(self) -> tuple[list, bool]:
         """This rank's micro-batches for the next step, and whether it is the last step."""
@@ -492,6 +519,8 @@ class Trainer:
         cfg, p = self.cfg, self.progress
         self.batches = self.epoch_batches(p.epoch)
         self.run.start(self.describe(), self.banner(), self.total_steps())
+        if self.batching.warning():
+            self.run.note(self.batching.warning())
         self.window_loss = torch.zeros((), device=self.device)  # summed loss since the last log
         self.window_tokens = 0  # this rank's target tokens since the last log
         self.first_bad = torch.zeros((), dtype=torch.long, device=self.device)
@@ -552,13 +581,31 @@ class Trainer:
                    "tokens_per_s": round(p.tokens / max(p.wall_time, 1e-9), 1),
                    "best_val_loss": p.best_val if math.isfinite(p.best_val) else None,
                    "checkpoint": str(path), "run_dir": str(self.run.dir), "accum": self.accum,
+                   "micro_batch_tokens": self.batching.max_tokens,
+                   "tokens_per_step": round(p.tokens / max(p.step, 1), 1),
+                   "planned_tokens_per_step": round(self.batching.expected, 1),
                    "world_size": self.world, "device": str(self.device),
-                   "parameters": self.model.num_parameters()}
+                   "parameters": self.model.num_parameters(),
+                   "averaged": self.average() if stop != "interrupted" else None}
         if stop == "interrupted":
             summary["interrupted_by"] = self.interrupted or "a signal on another rank"
             self.run.note(f"interrupted at step {p.step}; saved {path}. Continue with "
                           "--resume auto.")
         return self.run.finish(summary)
+
+    def average(self) -> dict | None:
+        """Section 6.1: average the last ``cfg.average`` checkpoints (with ``patience``: the
+        ones ending at the best validation) into ``<run_dir>/averaged.pt``."""
+        if self.cfg.average < 2 or self.rank != 0:
+            return None
+        best = best_val_step(self.run.dir) if self.cfg.patience else None
+        paths = ckpt.checkpoints_up_to(self.run.dir, best, self.cfg.average)
+        if len(paths) < 2:
+            return None
+        out = ckpt.write_average(paths, self.run.dir / "averaged.pt")
+        self.run.note(f"averaged {len(paths)} checkpoints ({paths[0].name} .. {paths[-1].name})"
+                      f" into {out}")
+        return {"checkpoint": str(out), "from": [p.name for p in paths]}
 
     # ---- descriptions -----------------------------------------------------------------------
     def total_steps(self) -> int | None:
@@ -575,7 +622,8 @@ class Trainer:
                          "vocab_size": d.tokenizer.vocab_size, "splits": list(d.splits),
                          "train_batches_per_rank": len(self.batches),
                          "filter_report": d.filter_report},
-                "accum": self.accum, "world_size": self.world, "resumed_from": (
+                "accum": self.accum, "batch_plan": self.batching.describe(),
+                "world_size": self.world, "resumed_from": (
                     str(self.resume_from) if self.resume_from else None),
                 "environment": environment(self.device)}
 
@@ -585,5 +633,6 @@ class Trainer:
         return (f"{d.name} {d.src_lang}->{d.tgt_lang} | model {c.preset}: "
                 f"{self.model.num_parameters() / 1e6:.2f}M parameters, N={m.n_layers}, "
                 f"d_model={m.d_model}, h={m.n_heads} | {self.world} x {self.device} | "
-                f"{self.accum} micro-batch(es) of <= {c.max_tokens} tokens per step and rank, "
+                f"{self.accum} micro-batch(es) of <= {self.batching.max_tokens} tokens per step "
+                f"and rank (about {self.batching.expected:,.0f} target tokens per step), "
                 f"{len(self.batches)} per epoch{resumed} | run dir {self.run.dir}")

@@ -48,7 +48,13 @@ class LearnedPositionalEmbedding(nn.Module):
     def __init__(self, d_model: int, max_len: int = 1024):
         super().__init__()
         self.embedding = nn.Embedding(max_len, d_model)
-        nn.init.normal_(self.embedding.weight, std=d_model**-0.5)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """N(0, d_model^-1/2), the scale of the token embeddings before their sqrt(d_model)
+        factor (as fairseq's learned positions); every row trained, none zeroed: position 0
+        is the first token, not padding."""
+        nn.init.normal_(self.embedding.weight, std=self.embedding.embedding_dim**-0.5)
 
     def forward(self, length: int, offset: int = 0) -> torch.Tensor:
         end = offset + length

@@ -75,10 +75,17 @@ class Transformer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Xavier-uniform matrices, zero biases, embeddings N(0, d_model^-1/2) as in fairseq:
-        after the sqrt(d_model) scaling, embedding entries have unit variance."""
+        """Xavier-uniform matrices, zero biases, token embeddings N(0, d_model^-1/2) as in
+        fairseq: after the sqrt(d_model) scaling, embedding entries have unit variance; the
+        padding token's row is zero.  A learned positional table (Table 3 row E) keeps its own
+        initialisation (``LearnedPositionalEmbedding.reset_parameters``): position 0 is no
+        padding token, so no row of it is zeroed."""
+        tokens = {id(self.src_embed.weight), id(self.tgt_embed.weight)}
+        positions = {id(p): m for m in (self.src_pos, self.tgt_pos) for p in m.parameters()}
         for name, p in self.named_parameters():
-            if "embed" in name:
+            if id(p) in positions:  # its one table, in parameter order
+                positions[id(p)].reset_parameters()
+            elif id(p) in tokens:
                 nn.init.normal_(p, std=self.config.d_model**-0.5)
                 with torch.no_grad():
                     p[self.config.pad_id].zero_()

@@ -1,0 +1,166 @@
+"""``train --dry-run``: what a run would do, printed before anything is downloaded or trained.
+
+    python -m transformer train --preset base --dataset wmt14 --src en --tgt de --dry-run
+    torchrun --nproc-per-node 8 -m transformer train --preset big ... --dry-run
+    python -m transformer train --preset big ... --dry-run --world-size 8     (the same plan)
+
+Model size, steps, tokens per step and how they split into micro-batches on the given number of
+ranks, the checkpoint schedule and averaging, the download, and the projected wall time from a
+throughput: ``--tokens-per-second`` if given, else a short timed probe on this machine when the
+corpus is at hand.  Without the corpus the micro-batch size is estimated, and says so.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from ..data import DATASETS, download_size, load_dataset, resolve_data_dir
+from ..data.wmt14 import get_pair
+from ..engine.loss import token_losses
+from ..engine.plan import BatchPlan, plan_batches
+from ..engine.runtime import move_batch, pick_device
+from ..engine.schedule import transformer_lr
+from ..engine.train import TrainConfig, batch_plan, build_model_config
+from ..model import Transformer, TransformerConfig
+
+# Target tokens per micro-batch as a share of its budget, measured on Multi30k de-en's training
+# split (0.90, 0.88, 0.85, 0.78 at budgets 1024, 2048, 4096, 8192): used only until the corpus
+# is at hand to measure it.
+FILL_ESTIMATE = 0.8
+PROBE_STEPS = 3
+
+
+def corpus_at_hand(cfg: TrainConfig) -> bool:
+    """Whether ``cfg.dataset`` can be loaded without downloading anything."""
+    if not DATASETS[cfg.dataset].files:
+        return True  # generated
+    folder = resolve_data_dir(cfg.data_dir) / cfg.dataset
+    if cfg.dataset == "wmt14":  # prepared: archives verified and unpacked, marker written last
+        info = DATASETS[cfg.dataset]
+        pair = (cfg.src or info.default_pair[0], cfg.tgt or info.default_pair[1])
+        return (folder / get_pair(*pair).marker).is_file()
+    return all((folder / name).is_file()
+               for name in download_size(cfg.dataset, cfg.src, cfg.tgt)["files"])
+
+
+class _Vocab:  # the vocabulary facts build_model_config needs, before a tokenizer exists
+    pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
+
+    def __init__(self, size: int):
+        self.vocab_size = size
+
+
+def _parameters(config: TransformerConfig) -> int:
+    with torch.device("meta"):  # counts without allocating (big: 213M parameters)
+        return Transformer(config).num_parameters()
+
+
+def probe(cfg: TrainConfig, dataset, plan: BatchPlan, config: TransformerConfig) -> float:
+    """Target tokens per second of a few training micro-batches of the plan's size on this
+    machine's device (one rank; ranks multiply it, minus communication)."""
+    device = pick_device(cfg.device)
+    model = Transformer(config).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    batches = dataset.batches("train", plan.max_tokens, shuffle=True, seed=cfg.seed)
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp
+           else torch.autocast("cpu", enabled=False))
+    tokens, start = 0, None
+    for i, batch in enumerate(batches[:PROBE_STEPS + 1]):
+        if i == 1:  # the first step warms up (allocations, kernels)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            tokens, start = 0, time.perf_counter()
+        src, tgt_in, tgt_out = move_batch(batch, device)
+        with amp:
+            loss, _ = token_losses(model, src, tgt_in, tgt_out, config)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens += batch.n_tgt_tokens
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return tokens / max(time.perf_counter() - start, 1e-9) if start else 0.0
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
+
+
+def dry_run(cfg: TrainConfig, world_size: int = 1, tokens_per_second: float | None = None,
+            recipe=None) -> str:
+    """The plan of ``cfg`` on ``world_size`` ranks, as printable lines."""
+    info = DATASETS[cfg.dataset]
+    lines = [f"dry run: nothing is downloaded or trained ({world_size} rank(s))"]
+    if recipe is not None:
+        lines.append(f"recipe: {recipe.what}")
+    at_hand = corpus_at_hand(cfg)
+    dataset = (load_dataset(cfg.dataset, cfg.src, cfg.tgt, vocab_size=cfg.vocab_size,
+                            data_dir=cfg.data_dir, seed=cfg.seed) if at_hand else None)
+    src, tgt = cfg.src or info.default_pair[0], cfg.tgt or info.default_pair[1]
+    vocab = dataset.tokenizer if dataset else _Vocab(
+        cfg.vocab_size or info.default_vocab_size(src, tgt))
+    config = build_model_config(cfg, vocab)
+    lines.append(f"model: {cfg.preset}, N={config.n_layers}, d_model={config.d_model}, "
+                 f"d_ff={config.d_ff}, h={config.n_heads}, dropout={config.dropout}, "
+                 f"{_parameters(config) / 1e6:.1f}M parameters with a shared vocabulary of "
+                 f"{vocab.vocab_size}" + ("" if dataset else " (the size asked for)"))
+    lines.append(f"data: {cfg.dataset} {src}->{tgt}: " + (
+        "at hand in " + str(resolve_data_dir(cfg.data_dir) / cfg.dataset) if at_hand
+        else _download_line(cfg)))
+    limits = [f"{cfg.max_steps:,} steps" if cfg.max_steps else None,
+              f"{cfg.max_epochs} epochs" if cfg.max_epochs else None,
+              f"{cfg.time_budget} minutes" if cfg.time_budget else None,
+              f"{cfg.patience} validations without improvement" if cfg.patience else None]
+    lines.append("stops after: " + (", ".join(x for x in limits if x) or "nothing (set one)")
+                 + f"; warm-up {cfg.warmup} steps, peak learning rate "
+                 f"{transformer_lr(cfg.warmup, config.d_model, cfg.warmup, cfg.lr_scale):.2e}")
+    if dataset is not None:
+        plan, how = batch_plan(cfg, dataset, world_size), "measured on the corpus"
+    else:
+        plan = plan_batches(cfg.tokens_per_step, world_size, cfg.max_tokens,
+                            lambda budget: FILL_ESTIMATE * budget, accum=cfg.accum,
+                            min_tokens=257)  # the training filter keeps pairs of <= 256 tokens
+        how = f"estimated ({FILL_ESTIMATE:.0%} of a budget as target tokens; measured once " \
+              "the corpus is at hand)"
+    lines.append(f"batch: {plan.describe()}, {how}")
+    if plan.warning():
+        lines.append(plan.warning())
+    every = [f"every {cfg.save_every} steps" if cfg.save_every else None,
+             f"every {cfg.save_every_minutes:g} minutes" if cfg.save_every_minutes else None]
+    lines.append(f"checkpoints: {' and '.join(x for x in every if x) or 'at the end'}, the "
+                 f"last {cfg.keep_last or 'all'} kept; " + (
+                     f"the last {cfg.average} averaged into {Path(cfg.run_dir) / 'averaged.pt'}"
+                     if cfg.average > 1 else "no averaging"))
+    if recipe is not None:
+        d = recipe.decode
+        lines.append(f"decoding: beam {d['beam_size']}, alpha {d['alpha']}, max length input + "
+                     f"{d.get('max_len_offset', 50)}")
+    lines.append(_time_line(cfg, plan, tokens_per_second, dataset, config))
+    return "\n".join(lines)
+
+
+def _download_line(cfg: TrainConfig) -> str:
+    return "not downloaded yet: " + download_size(cfg.dataset, cfg.src, cfg.tgt)["summary"]
+
+
+def _time_line(cfg, plan, tokens_per_second, dataset, config) -> str:
+    steps = cfg.max_steps
+    if tokens_per_second is None and dataset is not None:
+        per_rank = probe(cfg, dataset, plan, config)
+        tokens_per_second = per_rank * plan.world_size
+        source = (f"a {PROBE_STEPS}-micro-batch probe on {pick_device(cfg.device)}: "
+                  f"{per_rank:,.0f} target tokens/s per rank, times {plan.world_size} ranks "
+                  "(communication not counted)")
+    elif tokens_per_second is not None:
+        source = "--tokens-per-second"
+    else:
+        return ("time: unknown; pass --tokens-per-second N (target tokens per second, all "
+                "ranks), or download the corpus for a timed probe")
+    if not steps:
+        return f"time: {tokens_per_second:,.0f} target tokens/s ({source}); no step limit set"
+    seconds = steps * plan.expected / max(tokens_per_second, 1e-9)
+    return (f"time: {steps:,} steps x {plan.expected:,.0f} target tokens at "
+            f"{tokens_per_second:,.0f} tokens/s ({source}) = about {_hours(seconds)}")
