@@ -57,6 +57,7 @@ from transformer.apps.viz import save_figure
 from transformer.data import padding_fraction
 from transformer.data.batching import token_batches
 from transformer.engine.evaluate import translate
+from transformer.engine.runtime import display_path
 from transformer.engine.schedule import WARMUP_STEPS, build_scheduler, transformer_lr
 
 PROFILE = resolve_profile()  # "cpu" or "gpu": see the first line of output
@@ -467,7 +468,7 @@ run = notebook.notebook_run()
 elapsed = time.perf_counter() - t0
 summary = run.summary
 print(f"\n{'reused' if run.reused else 'trained'} in {elapsed:.1f} s (wall clock of this cell)")
-print(f"run dir: {run.run_dir}")
+print(f"run dir: {display_path(run.run_dir)}")
 print(f"optimizer steps: {summary['steps']}, epochs: {summary['epochs']:.2f}, "
       f"target tokens seen: {summary['tokens']:,}")
 print(f"training wall time: {summary['wall_time']:.0f} s, "

@@ -90,6 +90,9 @@ def test_reproduce_writes_a_results_file(tmp_path):
     assert "sacrebleu_signature" in saved["bleu"] and saved["decoding"]["n_sentences"] == 5
     assert "tokenized_bleu" in saved["bleu_greedy"] and "tokenized_bleu" in saved["bleu_beam5"]
     assert saved["published"] is None  # only Multi30k has published numbers to stand beside
+    # one-word targets: BLEU-4 cannot count them; exact match and chrF are reported instead
+    assert saved["bleu"]["bleu_meaningful"] is False
+    assert 0 <= saved["bleu"]["exact_match"] <= 100 and "chrf_signature" in saved["bleu"]
     assert saved["training"]["steps"] >= 1 and saved["environment"]["torch"]
 
 

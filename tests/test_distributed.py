@@ -102,3 +102,22 @@ def test_two_ranks_achieve_the_tokens_per_step_they_are_asked_for(tmp_path):
     summary = json.loads((tmp_path / "plan" / "summary.json").read_text())
     assert summary["world_size"] == 2
     assert abs(summary["tokens_per_step"] - 2000) <= 0.10 * 2000, summary
+
+
+def resume_worker(rank: int, port: int, run_dir: str, steps: int, resume) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    train(config(run_dir, device="cpu", max_steps=steps, save_every=1, resume=resume),
+          dataset())
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_two_ranks_resume_auto_from_the_checkpoint_rank_0_picks(tmp_path):
+    run_dir = tmp_path / "resume"
+    mp.spawn(resume_worker, args=(free_port(), str(run_dir), 3, None), nprocs=2, join=True)
+    mp.spawn(resume_worker, args=(free_port(), str(run_dir), 5, "auto"), nprocs=2, join=True)
+    config_json = json.loads((run_dir / "config.json").read_text())
+    assert config_json["resumed_from"].endswith("step_00000003.pt")
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 5
+    assert [r["step"] for r in train_records(run_dir)] == [1, 2, 3, 4, 5]

@@ -246,7 +246,8 @@ def cmd_download(args) -> int:
 
 def cmd_reproduce(args) -> int:
     reproduce(profile=args.profile, time_budget=args.time_budget, data_dir=args.data_dir,
-              results_dir=args.results_dir, runs_dir=args.runs_dir, src=args.src, tgt=args.tgt)
+              results_dir=args.results_dir, runs_dir=args.runs_dir, src=args.src, tgt=args.tgt,
+              limit=args.limit, record=args.record)
     return 0
 
 
@@ -330,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print how much would be downloaded and stored; fetch nothing")
     p.set_defaults(func=cmd_download)
 
-    p = sub.add_parser("reproduce", help="train, evaluate and write results/<run>.json")
+    p = sub.add_parser("reproduce", help="train, evaluate and write results/local/<run>.json")
     p.add_argument("--profile", choices=["cpu", "gpu"], default=None,
                    help="default: $TRANSFORMER_PROFILE, else gpu when CUDA is available")
     p.add_argument("--time-budget", type=at_least(0.01, float), default=None,
@@ -339,7 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--src", default="de", help="Multi30k source language (default: de)")
     p.add_argument("--tgt", default="en", help="Multi30k target language (default: en)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--results-dir", default="results")
+    p.add_argument("--results-dir", default=None,
+                   help="default: results/local/ (git-ignored; the recorded runs in results/ "
+                   "are left alone and compared with yours)")
+    p.add_argument("--record", action="store_true",
+                   help="write results/<run>.json, the project's recorded run (maintainers)")
+    p.add_argument("--limit", type=at_least(1), default=None,
+                   help="score only the first N test sentences (default: all)")
     p.add_argument("--runs-dir", default=None,
                    help="default: $TRANSFORMER_RUNS_DIR, else runs/ in the checkout")
     p.set_defaults(func=cmd_reproduce)

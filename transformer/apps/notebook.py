@@ -24,6 +24,7 @@ from pathlib import Path
 from ..data import TranslationDataset
 from ..engine import checkpoint as ckpt
 from ..engine.rundir import best_val_step, read_log
+from ..engine.runtime import display_path
 from ..engine.train import TrainConfig, train
 from ..model import Transformer
 from .profile import device as profile_device
@@ -130,14 +131,14 @@ def notebook_run(profile: str | None = None, *, train_if_missing: bool = True,
         resume = status == "partial" and profile == "gpu" and not retrain
         cfg.overwrite, cfg.resume = not resume, "auto" if resume else None
         if resume:
-            print(f"resuming the interrupted run in {run_dir} from "
+            print(f"resuming the interrupted run in {display_path(run_dir)} from "
                   f"{ckpt.latest_checkpoint(run_dir).name}")
         (run_dir / "summary.json").unlink(missing_ok=True)
         summary = train(cfg, dataset)
         reused = False
     else:
         reused = True
-        print(f"reusing the finished run in {run_dir}: {summary['steps']} steps, "
+        print(f"reusing the finished run in {display_path(run_dir)}: {summary['steps']} steps, "
               f"{summary['wall_time']:.0f} s of training, checkpoint "
               f"{Path(summary['checkpoint']).name} (notebook_run(retrain=True) trains afresh)")
     if summary.get("stopped") == "time_budget" and cfg.max_steps:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..data import DataError, TranslationDataset, load_dataset
 from ..engine.evaluate import checkpoint_and_data, evaluate, format_scores
-from ..engine.runtime import environment, pick_device
+from ..engine.runtime import REPO, display_path, environment, pick_device
 from ..engine.train import train
 from .profile import resolve_profile
 from .recipes import RECIPES
@@ -40,7 +40,8 @@ PUBLISHED = {
                        label="tokenized BLEU, beam 5"),
 }
 BLEU_KEYS = ("sacrebleu", "sacrebleu_signature", "tokenized_bleu", "tokenized_bleu_signature",
-             "tokenized_bleu_lc", "tokenized_bleu_lc_signature")
+             "tokenized_bleu_lc", "tokenized_bleu_lc_signature", "bleu_meaningful",
+             "ref_mean_words", "exact_match", "chrf", "chrf_signature")
 
 
 def default_runs_dir() -> Path:
@@ -59,7 +60,7 @@ def pick_data(data_dir=None, src="de", tgt="en") -> tuple[TranslationDataset, st
     mirror = os.environ.get("TRANSFORMER_DATA_MIRROR")
     try:
         return load_dataset("multi30k", src, tgt, data_dir=data_dir), (
-            f"Multi30k via TRANSFORMER_DATA_MIRROR={mirror}" if mirror
+            "Multi30k via TRANSFORMER_DATA_MIRROR" if mirror
             else "Multi30k from the cache or its public home")
     except (DataError, OSError) as e:
         note = f"Multi30k unavailable ({type(e).__name__}: {e}); using the embedded numbers task"
@@ -79,11 +80,50 @@ def published_comparison(dataset, decodes: dict) -> dict | None:
                     f"here; ours: {ours['n_sentences']} sentences of {ours['split']}"}
 
 
+def default_results_dir(record: bool = False) -> Path:
+    """Where results go: ``results/`` holds the project's recorded runs (committed), a user's
+    own runs go to ``results/local/`` (git-ignored) unless ``record``; outside a checkout,
+    under the working directory."""
+    base = REPO / "results" if (REPO / "pyproject.toml").is_file() else Path("results").resolve()
+    return base if record else base / "local"
+
+
+def compare(mine: dict, recorded: dict) -> str:
+    """Your run beside the project's recorded run of the same name, metric by metric."""
+    def get(result, *keys):
+        for key in keys:
+            result = result.get(key) if isinstance(result, dict) else None
+        return result
+
+    rows = [("sacreBLEU, beam 4", ("bleu", "sacrebleu")),
+            ("sacreBLEU, greedy", ("bleu_greedy", "sacrebleu")),
+            ("chrF2, beam 4", ("bleu", "chrf")), ("exact match %, beam 4", ("bleu", "exact_match")),
+            ("perplexity per subword", ("perplexity",)), ("training steps", ("training", "steps")),
+            ("training minutes", ("timings", "train_s"))]
+
+    def when(result):
+        env = result.get("environment", {})
+        where = env.get("gpu") or env.get("cpu") or env.get("device", "?")
+        return (f"{result.get('created', '?')[:10]}, commit {str(env.get('git_commit'))[:8]}, "
+                f"{where}")
+
+    lines = [f"{'':24}{'yours':>12}{'recorded':>12}",
+             f"{'':24}  yours: {when(mine)}; recorded: {when(recorded)}"]
+    for label, keys in rows:
+        a, b = get(mine, *keys), get(recorded, *keys)
+        if isinstance(a, int | float) and isinstance(b, int | float):
+            scale = 1 / 60 if keys == ("timings", "train_s") else 1
+            lines.insert(-1, f"{label:24}{a * scale:12.2f}{b * scale:12.2f}")
+    return "\n".join(lines)
+
+
 def reproduce(profile: str | None = None, time_budget: float | None = None, data_dir=None,
-              results_dir="results", runs_dir: str | Path | None = None, *, src="de", tgt="en",
-              dataset=None, limit=None, **overrides) -> dict:
-    """Run the whole job; ``dataset``, ``limit`` (test sentences) and ``overrides`` (of
-    ``TrainConfig`` fields) let tests make it small."""
+              results_dir: str | Path | None = None, runs_dir: str | Path | None = None, *,
+              src="de", tgt="en", dataset=None, limit=None, record: bool = False,
+              **overrides) -> dict:
+    """Run the whole job and write ``<results_dir>/<run>.json`` (default:
+    ``default_results_dir(record)``); ``dataset``, ``limit`` (test sentences) and ``overrides``
+    (of ``TrainConfig`` fields) let tests make it small."""
     t0 = time.time()
     profile = resolve_profile(profile)
     budget = time_budget or os.environ.get("TRANSFORMER_TIME_BUDGET")
@@ -99,7 +139,7 @@ def reproduce(profile: str | None = None, time_budget: float | None = None, data
     cfg = recipe.config(dataset=dataset.name, src=dataset.src_lang, tgt=dataset.tgt_lang,
                         data_dir=None if data_dir is None else str(data_dir),
                         run_dir=str(run_dir), overwrite=True, **overrides)
-    print(f"reproduce: profile {profile}, {name}, run dir {run_dir}")
+    print(f"reproduce: profile {profile}, {name}, run dir {display_path(run_dir)}")
     summary = train(cfg, dataset)
     t_train = time.time() - t0
 
@@ -133,9 +173,12 @@ def reproduce(profile: str | None = None, time_budget: float | None = None, data
                  "note": data_note},
         "model_config": model.config.to_dict(),
         "parameters": summary["parameters"],
-        "train_config": cfg.to_dict(),
-        "training": summary,
-        "evaluated_checkpoint": str(final),
+        "train_config": {**cfg.to_dict(), "run_dir": display_path(cfg.run_dir)},
+        "training": {**summary, "checkpoint": display_path(summary["checkpoint"]),
+                     "run_dir": display_path(summary["run_dir"]),
+                     "averaged": averaged and {**averaged,
+                                               "checkpoint": display_path(averaged["checkpoint"])}},
+        "evaluated_checkpoint": display_path(final),
         "averaged": averaged["from"] if averaged else None,
         "bleu": {k: scores[k] for k in BLEU_KEYS if k in scores},
         "bleu_greedy": {k: decodes["greedy"][k] for k in BLEU_KEYS if k in scores},
@@ -149,8 +192,12 @@ def reproduce(profile: str | None = None, time_budget: float | None = None, data
                     "total_s": round(t_total, 1)},
         "environment": environment(device),
     }
-    out = Path(results_dir) / f"{name}.json"
+    out = Path(results_dir or default_results_dir(record)) / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nwrote {out}")
+    print(f"\nwrote {display_path(out)}")
+    reference = default_results_dir(record=True) / f"{name}.json"
+    if reference.is_file() and reference.resolve() != out.resolve():
+        print(f"\nbeside the recorded run {display_path(reference)}:")
+        print(compare(result, json.loads(reference.read_text())))
     return result

@@ -1,4 +1,5 @@
-"""BLEU, three ways, all counted by sacrebleu (Section 6.1, Table 2).
+"""BLEU, three ways, all counted by sacrebleu (Section 6.1, Table 2); and, for tasks whose
+outputs are a word or two, exact match and chrF (see "When BLEU says nothing" below).
 
 The paper reports *tokenized* BLEU.  Its EN-DE numbers (27.3 / 28.4) come from tensor2tensor's
 ``get_ende_bleu.sh``: Moses ``replace-unicode-punctuation.perl``, Moses ``tokenizer.perl -l de``,
@@ -50,6 +51,31 @@ The description returned with each score names every step and the versions of sa
 sacrebleu, e.g.
 ``replace-unicode-punct+moses-tok:de+escape+compound-split|sacremoses:0.2.0|nrefs:1|case:mixed|
 eff:no|tok:none|smooth:none|version:2.6.0``.
+
+When BLEU says nothing
+----------------------
+
+Corpus BLEU-4 is the geometric mean of the 1- to 4-gram precisions, so a corpus whose hypotheses
+hold no 4-grams (every one shorter than 4 tokens) scores 0 however good it is: sacrebleu stops
+at the first order with no n-grams and takes log(0) for it, with or without smoothing.  Measured
+with sacrebleu 2.6.0 (tests/test_metrics.py): a *perfect* output scores sacreBLEU 0.00 (and
+unsmoothed tokenized BLEU 0.00) when every reference has 1, 2 or 3 words, 100.00 when they have
+4.  The ``numbers`` task, whose targets are single German words ("dreihunderteinundzwanzig"),
+therefore scores 0 with a model that is always right.  Between the extremes BLEU rests on the
+few sentences long enough to hold 4-grams: 19 one-word references and one of four words, with
+only the four-word one right (exact match 5%), score sacreBLEU 64.6.
+
+``bleu_is_meaningful(refs)`` says whether to trust BLEU-4: it is ``False`` when the references
+average fewer than 4 whitespace-separated words (or there are none).  Whitespace words are the
+conservative count: sacrebleu's 13a and the Moses tokenizer only ever split them further, so
+with the rule met, the tokenized references average at least 4 tokens too.  Where it is not
+met, report instead
+
+    exact_match(hyps, refs)  -> % of hypotheses equal to their reference (whitespace stripped)
+    chrf_score(hyps, refs)   -> sacrebleu's chrF2 (character 6-grams, beta 2) + signature
+
+chrF counts character n-grams, so a one-word output gets partial credit for the part it got
+right and full marks when it is right.
 """
 
 from __future__ import annotations
@@ -60,7 +86,7 @@ import string
 from collections.abc import Sequence
 from importlib.metadata import version
 
-from sacrebleu.metrics import BLEU
+from sacrebleu.metrics import BLEU, CHRF
 from sacremoses import MosesPunctNormalizer, MosesTokenizer
 
 # get_ende_bleu.sh: perl -ple 's{(\S)-(\S)}{$1 ##AT##-##AT## $2}g' (same non-overlapping matches:
@@ -157,6 +183,49 @@ def tokenized_bleu(hyps: Sequence[str], refs: Sequence[str], *, split_compounds:
     steps = f"replace-unicode-punct+moses-tok:{lang}+escape"
     steps += "+compound-split" if split_compounds else ""
     return score, f"{steps}|sacremoses:{version('sacremoses')}|{signature}"
+
+
+def exact_match(hyps: Sequence[str], refs: Sequence[str]) -> float:
+    """Percentage of hypotheses identical to their reference after stripping surrounding
+    whitespace (0.0 for an empty corpus)."""
+    _check(hyps, refs)
+    if not hyps:
+        return 0.0
+    return 100.0 * sum(h.strip() == r.strip() for h, r in zip(hyps, refs)) / len(hyps)
+
+
+def chrf_score(hyps: Sequence[str], refs: Sequence[str]) -> tuple[float, str]:
+    """Corpus chrF of ``hyps`` against one reference each, sacrebleu's defaults (chrF2:
+    character 6-grams, no word n-grams, beta 2).  Returns ``(score, signature)``, e.g.
+    ``"nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"``; an empty corpus
+    scores 0."""
+    _check(hyps, refs)
+    chrf = CHRF()
+    if not hyps:  # sacrebleu refuses an empty corpus; score one empty line for the signature
+        chrf.corpus_score([""], [[""]])
+        return 0.0, str(chrf.get_signature())
+    score = chrf.corpus_score(list(hyps), [list(refs)]).score
+    return score, str(chrf.get_signature())
+
+
+def mean_words(lines: Sequence[str]) -> float:
+    """Average number of whitespace-separated words per line (0.0 for no lines)."""
+    if isinstance(lines, str):
+        raise TypeError("lines must be a list of sentences, not a single string")
+    return sum(len(line.split()) for line in lines) / len(lines) if lines else 0.0
+
+
+def bleu_is_meaningful(refs: Sequence[str], n: int = 4) -> bool:
+    """Whether corpus BLEU-``n`` can say anything about outputs for ``refs``: ``False`` when
+    the references average fewer than ``n`` whitespace-separated words, or there are none.
+
+    BLEU-n multiplies in the n-gram precision, and hypotheses shorter than n tokens hold no
+    n-grams, so right answers as short as their references score 0 (a perfect output for
+    references of 1-3 words scores 0.00, for 4 words 100.00; see the module doc).  When the
+    references average fewer than n words, most sentences (all, for single words) cannot
+    contribute an n-gram and the score measures the few long ones.
+    """
+    return bool(refs) and mean_words(refs) >= n
 
 
 def all_bleu(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str | None = None) -> dict:

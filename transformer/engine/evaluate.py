@@ -1,5 +1,5 @@
 """Evaluation, the one path: loss and perplexity over a split, translation, BLEU (Section 6.1,
-Tables 2-3).
+Tables 2-3), and exact match and chrF for tasks too short for BLEU-4 (see bleu.py).
 
     evaluate_loss(model, dataset, "val")   -> {"loss": ..., "nll": ..., "ppl": ..., "tokens": ...}
     translate(model, tokenizer, ["Ein Mann fährt Rad ."])  -> ["A man rides a bike ."]
@@ -26,7 +26,7 @@ from ..data import TranslationDataset, load_dataset
 from ..model import Transformer
 from . import checkpoint as ckpt
 from .beam_search import beam_search
-from .bleu import all_bleu
+from .bleu import all_bleu, bleu_is_meaningful, chrf_score, exact_match, mean_words
 from .greedy import greedy_decode
 from .loss import nll_sum, token_losses
 from .runtime import all_reduce, eval_mode, move_batch, pick_device
@@ -128,6 +128,11 @@ def evaluate(model: Transformer, dataset, split: str, *, beam_size: int = 4, alp
     (the paper's metric: compounds split for German targets), ``tokenized_bleu_lc`` (lowercased,
     as Multi30k papers quote), their signatures, ``perplexity`` per subword token,
     ``n_sentences``, ``n_ppl_tokens``, decoding settings and ``samples`` (src, ref, hyp).
+    Always also ``exact_match`` (% of outputs equal to the reference), ``chrf`` +
+    ``chrf_signature`` (sacrebleu's chrF2), ``ref_mean_words`` (average reference length in
+    whitespace words) and ``bleu_meaningful`` (``bleu_is_meaningful``: ``False`` when the
+    references average fewer than 4 words, as in the ``numbers`` task, where BLEU-4 is 0 even
+    for a perfect model and exact match and chrF are the numbers to read).
     ``limit`` keeps the first ``limit`` sentences (for BLEU and perplexity alike).
     ``score_perplexity=False`` leaves perplexity out (it does not depend on the decoding).
     """
@@ -138,6 +143,10 @@ def evaluate(model: Transformer, dataset, split: str, *, beam_size: int = 4, alp
     result = {"dataset": getattr(dataset, "name", None), "split": split,
               "n_sentences": len(hyps), "beam_size": beam_size, "alpha": alpha}
     result.update(all_bleu(hyps, references, getattr(dataset, "tgt_lang", None)))
+    chrf, chrf_signature = chrf_score(hyps, references)
+    result.update(exact_match=exact_match(hyps, references), chrf=chrf,
+                  chrf_signature=chrf_signature, ref_mean_words=mean_words(references),
+                  bleu_meaningful=bleu_is_meaningful(references))
     if score_perplexity:
         scores = evaluate_loss(model, dataset, split, max_tokens=max_tokens, device=device,
                                limit=limit)
@@ -183,11 +192,33 @@ def evaluate_checkpoint(path, split=None, *, beam_size=4, alpha=0.6, max_tokens=
 
 
 def format_scores(result: dict) -> str:
-    """The lines the command line prints for an ``evaluate`` result."""
-    return "\n".join([
-        f"{result['dataset']} {result['split']}: {result['n_sentences']} sentences, "
-        f"beam {result['beam_size']}, alpha {result['alpha']}",
-        f"  sacreBLEU      {result['sacrebleu']:6.2f}  {result['sacrebleu_signature']}",
-        f"  tokenized BLEU {result['tokenized_bleu']:6.2f}  "
-        f"{result.get('tokenized_bleu_signature', '')}",
-        f"  perplexity     {result['perplexity']:6.2f}  (per subword token)"])
+    """The lines the command line prints for an ``evaluate`` result.
+
+    Where BLEU-4 is meaningful: the header, sacreBLEU, tokenized BLEU, chrF2 (when the result
+    has it) and perplexity.  Where it is not (``result["bleu_meaningful"]`` is False, e.g. the
+    one-word targets of the ``numbers`` task): exact match and chrF2 first, then the BLEU lines
+    marked "not meaningful".  Perplexity is left out when the result has none.
+    """
+    header = (f"{result['dataset']} {result['split']}: {result['n_sentences']} sentences, "
+              f"beam {result['beam_size']}, alpha {result['alpha']}")
+    meaningful = result.get("bleu_meaningful", True)
+    note = ""
+    if not meaningful:
+        words = result.get("ref_mean_words")
+        average = f"references average {words:.1f} words" if words is not None else \
+            "references too short"
+        note = f"(not meaningful: {average}, BLEU-4 needs 4-grams)  "
+    bleu = [f"  sacreBLEU      {result['sacrebleu']:6.2f}  {note}{result['sacrebleu_signature']}",
+            f"  tokenized BLEU {result['tokenized_bleu']:6.2f}  "
+            f"{'(not meaningful, as above)  ' if note else ''}"
+            f"{result.get('tokenized_bleu_signature', '')}"]
+    other = []
+    if not meaningful and "exact_match" in result:
+        other.append(f"  exact match    {result['exact_match']:6.2f}  "
+                     "(% of outputs identical to the reference)")
+    if "chrf" in result:
+        other.append(f"  chrF2          {result['chrf']:6.2f}  {result.get('chrf_signature', '')}")
+    lines = [header] + (other + bleu if not meaningful else bleu + other)
+    if result.get("perplexity") is not None:
+        lines.append(f"  perplexity     {result['perplexity']:6.2f}  (per subword token)")
+    return "\n".join(lines)

@@ -26,6 +26,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from .runtime import display_path
 
 
 def read_log(run_dir: str | Path, kind: str | None = None) -> list[dict]:
@@ -122,7 +123,7 @@ class Run:
         self.wall_offset = wall_time
         self.t0 = self.saved_at = self.window_start = time.monotonic()
         self.first_step = step
-        self.bar = None
+        self.bar, self.by_time = None, False
 
     # clocks ----------------------------------------------------------------------------------
     def minutes(self) -> float:
@@ -142,12 +143,20 @@ class Run:
             tqdm.write(text)
 
     def start(self, info: dict, banner: str, total_steps: int | None) -> None:
+        """Write config.json, print the banner, open the progress bar: over the steps when
+        they bound the run, else over the time budget (in seconds, with the time left)."""
         if not self.main:
             return
         (self.dir / "config.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
         self.note(banner)
-        self.bar = tqdm(total=total_steps, initial=self.first_step, unit="step",
-                        dynamic_ncols=True, disable=not self.cfg.progress, mininterval=1.0)
+        options = dict(dynamic_ncols=True, disable=not self.cfg.progress, mininterval=1.0)
+        self.by_time = not total_steps and bool(self.cfg.time_budget)
+        if self.by_time:
+            self.bar = tqdm(total=round(self.cfg.time_budget * 60), unit="s", desc="time budget",
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
+                            "[{elapsed}<{remaining}{postfix}]", **options)
+        else:
+            self.bar = tqdm(total=total_steps, initial=self.first_step, unit="step", **options)
 
     def log(self, kind: str, **fields) -> dict:
         record = {"kind": kind, **fields, "wall_time": round(self.wall_time(), 3)}
@@ -169,13 +178,19 @@ class Run:
         record = self.log("train", step=step, loss=loss, ppl=math.exp(min(nll, 50.0)),
                           tokens_per_s=round(tokens_per_s, 1), **fields)
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{fields['lr']:.2e}",
+            step_shown = {"step": step} if self.by_time else {}  # a bar of seconds: which step
+            self.bar.set_postfix(**step_shown, loss=f"{loss:.3f}", lr=f"{fields['lr']:.2e}",
                                  tok_s=f"{tokens_per_s:,.0f}", refresh=False)
         return record
 
-    def bar_update(self) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
+    def bar_update(self, step: int) -> None:
+        """Advance the bar to ``step`` (or, over a time budget, to the seconds trained)."""
+        if self.bar is None:
+            return
+        if self.by_time:
+            self.bar.update(min(self.minutes() * 60, self.bar.total) - self.bar.n)
+        else:
+            self.bar.update(step - self.bar.n)
 
     def finish(self, summary: dict) -> dict:
         if self.bar is not None:
@@ -183,5 +198,6 @@ class Run:
         if self.main:
             (self.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             self.note(f"stopped ({summary['stopped']}) after {summary['steps']} steps, "
-                      f"{summary['wall_time']:.0f} s; checkpoint {summary['checkpoint']}")
+                      f"{summary['wall_time']:.0f} s; checkpoint "
+                      f"{display_path(summary['checkpoint'])}")
         return summary

@@ -113,9 +113,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds every CUDA device too
 
 
+REPO = Path(__file__).resolve().parents[2]  # the checkout, when the package runs from one
+
+
+def display_path(path) -> str:
+    """``path`` as printed and recorded: relative to the checkout (or else to the working
+    directory) when it lies inside, so that outputs carry no path of the machine they ran on."""
+    path = Path(path).resolve()
+    for base in (REPO, Path.cwd()):
+        if path.is_relative_to(base) and (base != REPO or (REPO / "pyproject.toml").is_file()):
+            return str(path.relative_to(base))
+    return str(path)
+
+
 def git_commit(repo: Path | None = None) -> str | None:
     """The checkout's commit (with "-dirty" for local changes), or None outside git."""
-    repo = repo or Path(__file__).resolve().parents[2]
+    repo = repo or REPO
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
                               text=True, timeout=10)

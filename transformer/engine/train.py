@@ -47,6 +47,7 @@ from .runtime import (
     all_reduce,
     autocast,
     barrier,
+    display_path,
     distributed_setup,
     environment,
     gather_objects,
@@ -296,8 +297,7 @@ class Trainer:
         self.batching = batch_plan(cfg, self.data, world)
         self.accum = self.batching.accum
         self.progress, self.validated_at, self.health = Progress(), None, Health()
-        self.resume_from = (ckpt.latest_intact_checkpoint(cfg.run_dir) if cfg.resume == "auto"
-                            else cfg.resume)
+        self.resume_from = self.find_resume()
         if self.resume_from:
             self.restore(ckpt.load_checkpoint(self.resume_from))
         self.last_good = self.resume_from  # the newest checkpoint saved while in range
@@ -313,6 +313,14 @@ class Trainer:
         self.forward = torch.compile(self.ddp) if cfg.compile else self.ddp
 
     # ---- checkpoints ------------------------------------------------------------------------
+    def find_resume(self) -> Path | str | None:
+        """``cfg.resume``; for "auto" the run dir's newest intact checkpoint, chosen by rank 0
+        (which alone renames damaged ones) and used by every rank."""
+        if self.cfg.resume != "auto":
+            return self.cfg.resume
+        found = ckpt.latest_intact_checkpoint(self.cfg.run_dir) if self.rank == 0 else None
+        return gather_objects(found, self.world)[0]
+
     def restore(self, state: dict) -> None:
         """Weights, optimizer, schedule, progress, RNGs: continue exactly where it stopped."""
         progress, rngs = ckpt.restore_training(
@@ -542,7 +550,7 @@ class Trainer:
             self.window_tokens += sum(b.n_tgt_tokens for b in group)
             self.first_bad = torch.where((self.first_bad == 0) & ~torch.isfinite(loss_sum),
                                          torch.full_like(self.first_bad, p.step), self.first_bad)
-            self.run.bar_update()
+            self.run.bar_update(p.step)
             if plan.report:
                 stop = self.report(plan, last, group, lr, nll, grad_norm)
         return stop
@@ -589,8 +597,8 @@ class Trainer:
                    "averaged": self.average() if stop != "interrupted" else None}
         if stop == "interrupted":
             summary["interrupted_by"] = self.interrupted or "a signal on another rank"
-            self.run.note(f"interrupted at step {p.step}; saved {path}. Continue with "
-                          "--resume auto.")
+            self.run.note(f"interrupted at step {p.step}; saved {display_path(path)}. "
+                          "Continue with --resume auto.")
         return self.run.finish(summary)
 
     def average(self) -> dict | None:
@@ -604,7 +612,7 @@ class Trainer:
             return None
         out = ckpt.write_average(paths, self.run.dir / "averaged.pt")
         self.run.note(f"averaged {len(paths)} checkpoints ({paths[0].name} .. {paths[-1].name})"
-                      f" into {out}")
+                      f" into {display_path(out)}")
         return {"checkpoint": str(out), "from": [p.name for p in paths]}
 
     # ---- descriptions -----------------------------------------------------------------------
@@ -635,4 +643,4 @@ class Trainer:
                 f"d_model={m.d_model}, h={m.n_heads} | {self.world} x {self.device} | "
                 f"{self.accum} micro-batch(es) of <= {self.batching.max_tokens} tokens per step "
                 f"and rank (about {self.batching.expected:,.0f} target tokens per step), "
-                f"{len(self.batches)} per epoch{resumed} | run dir {self.run.dir}")
+                f"{len(self.batches)} per epoch{resumed} | run dir {display_path(self.run.dir)}")
