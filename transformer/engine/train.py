@@ -29,6 +29,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,6 +257,18 @@ def nan_message(step: int, lr: float, run_dir: Path, last_good: Path | None) -> 
     )
 
 
+def wrap_ddp(model, device: torch.device):
+    """DDP with gradients all-reduced once per step; buffers are not broadcast: the sinusoid
+    table is a constant.  (torch 2.13 deprecates ``broadcast_buffers`` in favour of
+    ``forward_sync_buffers``, which would still sync at init; its warning says to keep
+    ``broadcast_buffers=False`` until ``init_sync_buffers`` exists.)"""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+        return torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None,
+            gradient_as_bucket_view=True, broadcast_buffers=False)
+
+
 def train(cfg: TrainConfig, dataset=None) -> dict:
     """Train a Transformer as ``cfg`` says; return (and write) a summary dict.
 
@@ -270,7 +283,9 @@ def train(cfg: TrainConfig, dataset=None) -> dict:
         note = lock.acquire() if lock else None
         if note:
             print(note)
-        return Trainer(cfg, dataset, rank, world, device).fit()
+        summary = Trainer(cfg, dataset, rank, world, device).fit()
+        barrier()  # no rank tears the process group down while another still writes
+        return summary
     finally:
         if lock:
             lock.release()
@@ -306,10 +321,7 @@ class Trainer:
         self.tokenizer = ckpt.tokenizer_record(self.data.tokenizer, self.run.dir / "tokenizer.json")
         if rank == 0:
             self.data.tokenizer.save(self.run.dir / "tokenizer.json")
-        self.ddp = (torch.nn.parallel.DistributedDataParallel(
-            self.model, device_ids=[device] if cuda else None, gradient_as_bucket_view=True,
-            broadcast_buffers=False)  # the sinusoid table is a constant: nothing to broadcast
-            if world > 1 else self.model)
+        self.ddp = wrap_ddp(self.model, device) if world > 1 else self.model
         self.forward = torch.compile(self.ddp) if cfg.compile else self.ddp
 
     # ---- checkpoints ------------------------------------------------------------------------
