@@ -23,19 +23,23 @@ install: $(STAMP)
 reproduce: $(STAMP)
 	$(PY) -m transformer reproduce
 
+# each stage prints how long it took ("stage lint: 2 s"), so a slow suite says where
+TIMED = start=$$(date +%s); trap 'echo "stage $@: $$(( $$(date +%s) - start )) s"' EXIT;
+
 test: $(STAMP) lint unit notebooks
 
 lint: $(STAMP)
-	$(PY) -m ruff check transformer tests notebooks bench
+	@$(TIMED) $(PY) -m ruff check transformer tests notebooks bench
 
 unit: $(STAMP)
-	$(PY) -m pytest tests -q
+	@$(TIMED) $(PY) -m pytest tests -q
 
 # nbval re-executes every notebook; cells marked "# NBVAL_CHECK_OUTPUT" must also
 # reproduce their stored output exactly.
 notebooks: $(STAMP)
 	@ls notebooks/*.ipynb >/dev/null 2>&1 || { echo "no notebooks yet"; exit 0; }
-	$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks
+	@$(TIMED) $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
+	  -p no:cacheprovider notebooks
 
 # Re-execute the notebooks and write their outputs (after editing a .py)
 sync: $(STAMP)
