@@ -155,22 +155,27 @@ def dataset(tokenizer, cache_dir):
                                          cache_dir=cache_dir)
 
 
-def mismatched(path):
-    """Both sides valid on their own, but the target side has 3 sentences fewer."""
+def rewrite(path, change):
+    """Load the cache file's arrays, let ``change`` edit them in place, save them back."""
     with np.load(path) as z:
         arrays = dict(z)
-    cut = arrays["tgt_offsets"][:-3]
-    arrays["tgt_offsets"], arrays["tgt_flat"] = cut, arrays["tgt_flat"][:cut[-1]]
+    change(arrays)
     with open(path, "wb") as f:
         np.savez(f, **arrays)
+
+
+def drop_last_three(arrays, side):
+    cut = arrays[f"{side}_offsets"][:-3]
+    arrays[f"{side}_offsets"], arrays[f"{side}_flat"] = cut, arrays[f"{side}_flat"][:cut[-1]]
+
+
+def mismatched(path):
+    """Both sides valid on their own, but the target side has 3 sentences fewer."""
+    rewrite(path, lambda a: drop_last_three(a, "tgt"))
 
 
 def bad_offsets(path):
-    with np.load(path) as z:
-        arrays = dict(z)
-    arrays["src_offsets"] = arrays["src_offsets"][::-1].copy()
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    rewrite(path, lambda a: a.update(src_offsets=a["src_offsets"][::-1].copy()))
 
 
 DAMAGE = {
@@ -203,12 +208,7 @@ def test_a_cache_for_another_corpus_size_is_rebuilt(tmp_path, tokenizer, capsys)
     expected = dataset(tokenizer, tmp_path).examples("train")
     [path] = tmp_path.glob("ids-train.*.npz")
     mismatched(path)
-    with np.load(path) as z:
-        arrays = dict(z)
-    cut = arrays["src_offsets"][:-3]
-    arrays["src_offsets"], arrays["src_flat"] = cut, arrays["src_flat"][:cut[-1]]
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    rewrite(path, lambda a: drop_last_three(a, "src"))
     capsys.readouterr()
     assert dataset(tokenizer, tmp_path).examples("train") == expected
     assert "37 source and 37 target sentences where the corpus has 40 pairs" in (

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import torch
 
-from ..data import DATASETS, download_size, load_dataset, resolve_data_dir
-from ..data.wmt14 import get_pair
+from ..data import DATASETS, available_offline, download_size, load_dataset, resolve_data_dir
 from ..engine.loss import token_losses
 from ..engine.plan import BatchPlan, plan_batches
-from ..engine.runtime import move_batch, pick_device
+from ..engine.runtime import autocast, move_batch, pick_device
 from ..engine.schedule import transformer_lr
 from ..engine.train import TrainConfig, batch_plan, build_model_config
 from ..model import Transformer, TransformerConfig
@@ -31,19 +30,6 @@ from ..model import Transformer, TransformerConfig
 # is at hand to measure it.
 FILL_ESTIMATE = 0.8
 PROBE_STEPS = 3
-
-
-def corpus_at_hand(cfg: TrainConfig) -> bool:
-    """Whether ``cfg.dataset`` can be loaded without downloading anything."""
-    if not DATASETS[cfg.dataset].files:
-        return True  # generated
-    folder = resolve_data_dir(cfg.data_dir) / cfg.dataset
-    if cfg.dataset == "wmt14":  # prepared: archives verified and unpacked, marker written last
-        info = DATASETS[cfg.dataset]
-        pair = (cfg.src or info.default_pair[0], cfg.tgt or info.default_pair[1])
-        return (folder / get_pair(*pair).marker).is_file()
-    return all((folder / name).is_file()
-               for name in download_size(cfg.dataset, cfg.src, cfg.tgt)["files"])
 
 
 class _Vocab:  # the vocabulary facts build_model_config needs, before a tokenizer exists
@@ -65,8 +51,7 @@ def probe(cfg: TrainConfig, dataset, plan: BatchPlan, config: TransformerConfig)
     model = Transformer(config).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     batches = dataset.batches("train", plan.max_tokens, shuffle=True, seed=cfg.seed)
-    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp
-           else torch.autocast("cpu", enabled=False))
+    amp = autocast(device, cfg.amp)
     tokens, start = 0, None
     for i, batch in enumerate(batches[:PROBE_STEPS + 1]):
         if i == 1:  # the first step warms up (allocations, kernels)
@@ -74,7 +59,7 @@ def probe(cfg: TrainConfig, dataset, plan: BatchPlan, config: TransformerConfig)
                 torch.cuda.synchronize()
             tokens, start = 0, time.perf_counter()
         src, tgt_in, tgt_out = move_batch(batch, device)
-        with amp:
+        with amp():
             loss, _ = token_losses(model, src, tgt_in, tgt_out, config)
         loss.backward()
         optimizer.step()
@@ -96,7 +81,7 @@ def dry_run(cfg: TrainConfig, world_size: int = 1, tokens_per_second: float | No
     lines = [f"dry run: nothing is downloaded or trained ({world_size} rank(s))"]
     if recipe is not None:
         lines.append(f"recipe: {recipe.what}")
-    at_hand = corpus_at_hand(cfg)
+    at_hand = available_offline(cfg.dataset, cfg.src, cfg.tgt, cfg.data_dir)
     dataset = (load_dataset(cfg.dataset, cfg.src, cfg.tgt, vocab_size=cfg.vocab_size,
                             data_dir=cfg.data_dir, seed=cfg.seed) if at_hand else None)
     src, tgt = cfg.src or info.default_pair[0], cfg.tgt or info.default_pair[1]

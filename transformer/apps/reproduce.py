@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..data import DataError, TranslationDataset, load_dataset
 from ..engine.evaluate import checkpoint_and_data, evaluate, format_scores
-from ..engine.runtime import REPO, display_path, environment, pick_device
+from ..engine.runtime import CHECKOUT, display_path, environment, pick_device
 from ..engine.train import train
 from .profile import resolve_profile
 from .recipes import RECIPES
@@ -49,10 +49,7 @@ def default_runs_dir() -> Path:
     env = os.environ.get(RUNS_DIR_ENV)
     if env:
         return Path(env).expanduser().resolve()
-    repo = Path(__file__).resolve().parents[2]
-    if (repo / "pyproject.toml").is_file():
-        return repo / "runs"
-    return Path("runs").resolve()
+    return CHECKOUT / "runs" if CHECKOUT else Path("runs").resolve()
 
 
 def pick_data(data_dir=None, src="de", tgt="en") -> tuple[TranslationDataset, str]:
@@ -84,7 +81,7 @@ def default_results_dir(record: bool = False) -> Path:
     """Where results go: ``results/`` holds the project's recorded runs (committed), a user's
     own runs go to ``results/local/`` (git-ignored) unless ``record``; outside a checkout,
     under the working directory."""
-    base = REPO / "results" if (REPO / "pyproject.toml").is_file() else Path("results").resolve()
+    base = CHECKOUT / "results" if CHECKOUT else Path("results").resolve()
     return base if record else base / "local"
 
 

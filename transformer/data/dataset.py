@@ -289,6 +289,18 @@ def _files_for(name: str, src: str | None, tgt: str | None) -> list[str]:
     return sorted(info.files)
 
 
+def available_offline(name: str, src: str | None = None, tgt: str | None = None,
+                      data_dir=None) -> bool:
+    """Whether ``load_dataset(name, src, tgt)`` would download nothing: a generated task, or
+    every file of the pair in the cache (WMT14: the pair prepared, its marker written last)."""
+    if not get_info(name).files:
+        return True
+    folder = resolve_data_dir(data_dir) / name
+    if name == "wmt14":
+        return (folder / get_pair(*_pair(name, src, tgt)).marker).is_file()
+    return all((folder / f).is_file() for f in _files_for(name, src, tgt))
+
+
 def download(name: str, data_dir=None, progress: bool = True, *, src: str | None = None,
              tgt: str | None = None) -> Path:
     """Fetch and verify the files of dataset ``name`` into the cache; return its folder.

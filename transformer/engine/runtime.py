@@ -114,14 +114,15 @@ def seed_everything(seed: int) -> None:
 
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout, when the package runs from one
+CHECKOUT = REPO if (REPO / "pyproject.toml").is_file() else None  # None: an installed package
 
 
 def display_path(path) -> str:
     """``path`` as printed and recorded: relative to the checkout (or else to the working
     directory) when it lies inside, so that outputs carry no path of the machine they ran on."""
     path = Path(path).resolve()
-    for base in (REPO, Path.cwd()):
-        if path.is_relative_to(base) and (base != REPO or (REPO / "pyproject.toml").is_file()):
+    for base in (CHECKOUT, Path.cwd()):
+        if base is not None and path.is_relative_to(base):
             return str(path.relative_to(base))
     return str(path)
 
