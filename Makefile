@@ -1,12 +1,15 @@
 # Two commands do all the set-up (see README.md):
 #   make reproduce   create .venv if missing, install, run the main job
 #   make test        unit tests, lint, notebooks under nbval
+#   make book, make slides, make test-browser   the notebooks as a website and as slides, and
+#                    their tests in headless Chromium (docs/book/README.md)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install reproduce test unit lint notebooks sync lab clean
+.PHONY: install reproduce test unit lint notebooks sync lab clean book slides test-browser \
+	check-chromium
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
@@ -29,24 +32,51 @@ TIMED = start=$$(date +%s); trap 'echo "stage $@: $$(( $$(date +%s) - start )) s
 test: $(STAMP) lint unit notebooks
 
 lint: $(STAMP)
-	@$(TIMED) $(PY) -m ruff check transformer tests notebooks bench
+	@$(TIMED) $(PY) -m ruff check transformer tests tests_browser notebooks bench docs
 
 unit: $(STAMP)
 	@$(TIMED) $(PY) -m pytest tests -q
 
 # nbval re-executes every notebook; cells marked "# NBVAL_CHECK_OUTPUT" must also
-# reproduce their stored output exactly.
+# reproduce their stored output exactly. Two workers (notebooks/conftest.py keeps each notebook,
+# and 06 with 07, on one worker); NB_WORKERS=0 runs them one after another.
+NB_WORKERS ?= 2
 notebooks: $(STAMP)
 	@ls notebooks/*.ipynb >/dev/null 2>&1 || { echo "no notebooks yet"; exit 0; }
 	@$(TIMED) $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
-	  -p no:cacheprovider notebooks
+	  -p no:cacheprovider -n $(NB_WORKERS) --dist loadgroup notebooks
 
 # Re-execute the notebooks and write their outputs (after editing a .py)
 sync: $(STAMP)
-	cd notebooks && for f in [0-9]*.py; do ../$(PY) -m jupytext --sync --execute "$$f" || exit 1; done
+	cd notebooks && ../$(PY) execute.py [0-9]*.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks
 
+# The notebooks as a website (build/book/index.html) and as reveal.js decks (build/slides/),
+# from their stored outputs: nothing is executed. See docs/book/README.md.
+BOOK_STAMP := $(VENV)/.installed-book
+$(BOOK_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[notebooks,dev,book,browser]'
+	@touch $@
+
+book: $(BOOK_STAMP)
+	@$(TIMED) $(PY) docs/book/build.py
+
+slides: $(BOOK_STAMP)
+	@$(TIMED) $(PY) docs/book/slides.py
+
+# The site, the decks and JupyterLab in headless Chromium (not part of make test: it needs
+# Debian packages); screenshots go to build/screenshots/.
+CHROMIUM ?= /usr/bin/chromium
+APT_BROWSER = apt-get install -y --no-install-recommends chromium chromium-driver fonts-noto-cjk
+check-chromium:
+	@test -x $(CHROMIUM) || { echo "error: make test-browser needs Chromium, not found at $(CHROMIUM)." >&2; \
+	  echo "Install it (as root): $(APT_BROWSER)" >&2; \
+	  echo "or name another binary: make test-browser CHROMIUM=/path/to/chromium" >&2; exit 1; }
+
+test-browser: check-chromium book slides
+	@$(TIMED) CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -p no:cacheprovider tests_browser
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build/book build/book-src build/slides build/screenshots

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Scaled dot-product attention | 缩放点积注意力
 #
 # **What you will learn**
@@ -26,7 +26,8 @@
 # - what attention does, and does not, tell us about the sentence
 #   *"The animal didn't cross the street because it was too tired / too wide"*.
 
-# %%
+# %% slideshow={"slide_type": "-"}
+import inspect
 import math
 
 import matplotlib.pyplot as plt
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
 
 import transformer
 from transformer import Transformer, TransformerConfig, causal_mask
@@ -41,10 +43,10 @@ from transformer.apps.profile import banner
 from transformer.apps.viz import attention_heatmap, save_figure
 
 torch.set_num_threads(1)  # small workloads: one thread is fastest and unaffected by other jobs
-print(banner())
 torch.manual_seed(0)
+print(banner())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Queries, keys and values | 查询、键和值
 #
 # Attention is a soft dictionary lookup. Each position asks a question (its **query** `q`);
@@ -61,7 +63,7 @@ torch.manual_seed(0)
 #
 # One query and three keys, by hand:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
 q = torch.tensor([[1.0, 0.0, 1.0, 0.0]])  # one query, d_k = 4
 k = torch.tensor([[1.0, 0.0, 1.0, 0.0],  # a key pointing the same way as the query
@@ -75,8 +77,9 @@ print("dot products q·k       :", scores.squeeze().tolist())
 print("divided by sqrt(d_k)=2 :", scaled.squeeze().tolist())
 print("softmax weights        :", [round(w, 4) for w in weights.squeeze().tolist()])
 print("output = weights @ v   :", [round(o, 4) for o in (weights @ v).squeeze().tolist()])
+assert [round(w, 2) for w in weights.squeeze().tolist()] == [0.51, 0.19, 0.31]  # as the text says
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The key aligned with the query wins the largest weight (0.51), the orthogonal one the
 # smallest (0.19), and the output is pulled towards the first value. Nothing is selected
 # outright: every value contributes a little.
@@ -84,11 +87,11 @@ print("output = weights @ v   :", [round(o, 4) for o in (weights @ v).squeeze().
 # **Takeaway:** an attention output is a convex combination of the values, with weights that
 # measure how well each key matches the query.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Ten lines of attention | 十行实现
 
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def attention(q, k, v, mask=None):
     """softmax(q kᵀ / sqrt(d_k)) v; mask (broadcastable bool): True = may attend."""
     d_k = q.size(-1)
@@ -99,12 +102,12 @@ def attention(q, k, v, mask=None):
     return weights @ v, weights  # (..., T_q, d_v)
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # We check it against the package's `transformer.scaled_dot_product_attention` and PyTorch's
 # fused `torch.nn.functional.scaled_dot_product_attention`, with batch and head dimensions,
 # different query and key lengths, `d_k ≠ d_v`, and with and without masks.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 B, H, T_q, T_k, d_k, d_v = 2, 3, 5, 7, 16, 8
 q, k, v = torch.randn(B, H, T_q, d_k), torch.randn(B, H, T_k, d_k), torch.randn(B, H, T_k, d_v)
 lengths = torch.tensor([7, 4])  # the second batch row has 3 padding keys
@@ -122,14 +125,15 @@ for mask in (None, padding):
 x = torch.randn(B, H, 6, d_k)
 torch.testing.assert_close(attention(x, x, x, causal_mask(6))[0],
                            F.scaled_dot_product_attention(x, x, x, is_causal=True))
+assert len(inspect.getsource(attention).splitlines()) <= 10  # "ten lines", docstring included
 print("ten-line attention == transformer.scaled_dot_product_attention == "
       "F.scaled_dot_product_attention (outputs and weights, with and without masks)")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # **Takeaway:** the formula is all there is. The package keeps an explicit version (it returns
 # the weights, for pictures) and uses PyTorch's fused kernel for training, and all three agree.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Padding and causal masks | 填充掩码与因果掩码
 #
 # Masks are boolean, `True` meaning "this query may look at this key"; a masked score is set to
@@ -141,7 +145,7 @@ print("ten-line attention == transformer.scaled_dot_product_attention == "
 # - A **causal mask** lets decoder position `i` see positions `0 … i` only, so that training on
 #   a whole target sentence at once cannot peek at the word it must predict.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 tokens = ["Ich", "bin", "müde", "<eos>", "<pad>", "<pad>"]
 pad_mask = torch.tensor([t != "<pad>" for t in tokens]).expand(len(tokens), -1)
 future_mask = causal_mask(len(tokens))
@@ -162,7 +166,7 @@ fig.tight_layout()
 save_figure(fig, "02_masks")
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 _, masked_weights = attention(torch.randn(6, 8), torch.randn(6, 8), torch.randn(6, 8), combined)
 assert torch.all(masked_weights[~combined] == 0)  # masked keys get exactly zero weight
 assert torch.allclose(masked_weights.sum(-1), torch.ones(6))  # the rest still sums to one
@@ -171,12 +175,12 @@ attention_heatmap(masked_weights, tokens, tokens, annotate=True,
                   title="Random queries and keys under both masks: masked weights are 0")
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # What if a query can see no key at all (a row of the mask entirely `False`)? The softmax of
 # a row of `-inf` is `0/0 = NaN`. Our ten-line version returns NaN there; the package defines
 # the output of such a row as zero, which keeps NaN out of the loss.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 empty = torch.tensor([[False, False, False], [True, True, False]])
 ours, _ = attention(torch.randn(2, 4), torch.randn(3, 4), torch.randn(3, 4), empty)
 package, _ = transformer.scaled_dot_product_attention(torch.randn(2, 4), torch.randn(3, 4),
@@ -185,11 +189,11 @@ print("ten lines, fully masked row:", ours[0].tolist())
 print("package,   fully masked row:", package[0].tolist())
 assert torch.isnan(ours[0]).all() and torch.all(package[0] == 0)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # **Takeaway:** masking happens on the scores, before the softmax, and removes keys (columns),
 # never queries. Padding masks hide columns of padding; the causal mask hides the upper triangle.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Why divide by √d_k | 为什么除以 √d_k
 #
 # Section 3.2.1 and its footnote give the reason: if the components of `q` and `k` are
@@ -198,7 +202,7 @@ assert torch.isnan(ours[0]).all() and torch.all(package[0] == 0)
 # its gradient nearly 0. Dividing by `√d_k` brings the variance back to 1 whatever the width.
 # We measure the three links of that chain: variance, saturation and gradient.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 torch.manual_seed(0)
 widths = [1, 4, 16, 64, 256, 1024]
 n_queries, n_keys = 500, 32  # every query gets its own 32 independent keys
@@ -227,7 +231,7 @@ print(f"variance of the scores; mean largest softmax weight over {n_keys} keys; 
       "of the gradient reaching the scores (per query), by scaling:")
 print(table.round(3).to_string())
 
-# %%
+# %% slideshow={"slide_type": "-"}
 for i, d_k in enumerate(widths):
     assert abs(none["variance"][i] / d_k - 1) < 0.1  # var(q·k) ≈ d_k
     assert abs(paper["variance"][i] - 1) < 0.1  # var(q·k / √d_k) ≈ 1
@@ -238,7 +242,7 @@ assert np.ptp(paper["max weight"][steady]) < 0.05  # √d_k: the same sharpness 
 assert max(paper["gradient"]) < 1.5 * min(paper["gradient"])
 assert abs(by_d["max weight"][-1] - 1 / n_keys) < 0.005  # ÷ d_k: uniform, attention cannot focus
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fig, axes = plt.subplots(1, 3, figsize=(14, 4))
 styles = dict(zip(scalings, ["tab:red", "tab:green", "tab:purple"]))
 axes[0].loglog(widths, widths, "k:", label="d_k (theory, no scaling)")
@@ -260,7 +264,7 @@ fig.tight_layout()
 save_figure(fig, "02_why_sqrt_dk")
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Without scaling, the variance of the scores grows like `d_k`, the softmax turns into an
 # argmax (the largest weight tends to 1) and the gradient flowing back into the scores shrinks
 # towards zero: learning stalls. Dividing by `d_k` overcorrects: the scores shrink to variance
@@ -276,7 +280,7 @@ plt.show()
 # **Takeaway:** `√d_k` is the standard deviation of a dot product of two random unit-variance
 # vectors; dividing by it keeps softmax out of saturation at every width.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## "It was too tired / too wide": what attention computes | 指代消解的例子
 #
 # In *"The animal didn't cross the street because it was too tired"*, `it` is the animal; with
@@ -287,7 +291,7 @@ plt.show()
 # weights, give it the two sentences (one token per word) and read the encoder's weights from
 # the query `it`.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 torch.manual_seed(0)
 sentences = {ending: f"The animal didn't cross the street because it was too {ending}".split()
              for ending in ("tired", "wide")}
@@ -305,7 +309,7 @@ animal, street = words.index("animal"), words.index("street")
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
 for ax, (ending, row) in zip(axes, rows.items()):
     labels = sentences[ending]
-    attention_heatmap(row[0], labels, [f"head {h}" for h in range(row.shape[1])], ax=ax,
+    attention_heatmap(row[0], labels, [f"head {h + 1}" for h in range(row.shape[1])], ax=ax,
                       vmax=0.6, ylabel="head of layer 1 (query: 'it')",
                       title=f"Untrained model, '…too {ending}': weights from 'it'")
 fig.tight_layout()
@@ -313,31 +317,40 @@ plt.show()
 for layer in range(rows["tired"].shape[0]):
     for h in range(rows["tired"].shape[1]):
         t, w = rows["tired"][layer, h], rows["wide"][layer, h]
-        print(f"layer {layer + 1} head {h}: 'it'→animal {t[animal]:.3f} / {w[animal]:.3f}, "
+        print(f"layer {layer + 1} head {h + 1}: 'it'→animal {t[animal]:.3f} / {w[animal]:.3f}, "
               f"'it'→street {t[street]:.3f} / {w[street]:.3f}   (tired / wide)")
 best = divmod(int(rows["tired"][..., animal].argmax()), rows["tired"].shape[1])
-print(f"largest weight from 'it' to 'animal': layer {best[0] + 1} head {best[1]}, "
+print(f"largest weight from 'it' to 'animal': layer {best[0] + 1} head {best[1] + 1}, "
       f"{rows['tired'][best][animal]:.3f} with 'tired' and {rows['wide'][best][animal]:.3f} with 'wide'")
 
-# %% [markdown]
-# The untrained heads have arbitrary preferences, and they barely react to the last word. One
-# random head even puts about half of its weight on `animal`, in *both* sentences: shown alone
-# with the "tired" sentence it would look like coreference resolution; the contrast with "wide"
-# exposes it as an accident of initialisation. In the
-# first layer they *cannot* react: the query of `it` is computed from the embedding of `it` and
-# its position only, and the two sentences differ only in the last key, which changes the
-# normalisation but not the ratio of any two other weights. Resolving the pronoun needs (1) an
+# %% slideshow={"slide_type": "subslide"}
+change = max((rows["tired"][..., key] - rows["wide"][..., key]).abs().max().item()
+             for key in (animal, street))
+display(Markdown(
+    "The untrained heads have arbitrary preferences, and they barely react to the last word: "
+    f"no weight from `it` to `animal` or to `street` differs by more than {change:.2f} between "
+    f"the two sentences. One random head (layer {best[0] + 1}, head {best[1] + 1}) even puts "
+    f"{rows['tired'][best][animal]:.0%} of its weight on `animal` with \"tired\" and "
+    f"{rows['wide'][best][animal]:.0%} with \"wide\": shown alone with the \"tired\" sentence "
+    "it would look like coreference resolution; the contrast with \"wide\" exposes it as an "
+    "accident of initialisation."))
+
+# %% [markdown] slideshow={"slide_type": "-"}
+# In the first layer the heads *cannot* react: the query of `it` is computed from the
+# embedding of `it` and its position only, and the two sentences differ only in the last key,
+# which changes the normalisation but not the ratio of any two other weights. Resolving the pronoun needs (1) an
 # earlier layer that moves information from `tired`/`wide` into the position of `it`, and
 # (2) queries and keys trained so that "tired" seeks animate things and "wide" seeks places.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 ratio = {ending: row[0, :, animal] / row[0, :, street] for ending, row in rows.items()}
 torch.testing.assert_close(ratio["tired"], ratio["wide"])  # layer 1: identical ratios
 assert rows["tired"][best][animal] > 0.3  # a head that "looks at the animal" ...
 assert abs(rows["tired"][best][animal] - rows["wide"][best][animal]) < 0.05  # ... regardless
+assert change < 0.1  # no head of the untrained model reacts much to the last word
 print("layer 1: the animal/street weight ratio of every head is identical in both sentences")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # **Step 2: the mechanism, built by hand.** To see how attention *could* resolve the pronoun,
 # we write the vectors ourselves (nothing below is learned, and no trained model is claimed
 # to use these features). Each word gets five features:
@@ -345,7 +358,7 @@ print("layer 1: the animal/street weight ratio of every head is identical in bot
 # the adjective's features to `it`. The query matrix maps "tired" to "looking for something
 # animate" and "wide" to "looking for a place"; the key matrix exposes `animate` and `place`.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 features = ["animate", "place", "tired", "wide", "pronoun"]
 word_features = {"animal": [1, 0, 0, 0, 0], "street": [0, 1, 0, 0, 0],
                  "tired": [0, 0, 1, 0, 0], "wide": [0, 0, 0, 1, 0], "it": [0, 0, 0, 0, 1]}
@@ -353,6 +366,7 @@ W_q = torch.zeros(5, 2)  # feature -> what to look for (2-d query space: animate
 W_q[features.index("tired"), 0] = W_q[features.index("wide"), 1] = 3.0
 W_k = torch.zeros(5, 2)  # feature -> what a key offers
 W_k[features.index("animate"), 0] = W_k[features.index("place"), 1] = 3.0
+assert len(features) == 5 and all(len(f) == 5 for f in word_features.values())
 hand_rows = {}
 for ending, words in sentences.items():
     X = torch.tensor([word_features.get(w, [0] * 5) for w in words], dtype=torch.float)
@@ -370,22 +384,26 @@ save_figure(fig, "02_it_hand_built")
 plt.show()
 assert hand_rows["tired"].argmax() == animal and hand_rows["wide"].argmax() == street
 assert hand_rows["tired"][animal] > 0.95 and hand_rows["wide"][street] > 0.95
+assert round(hand_rows["tired"][animal].item(), 2) == round(hand_rows["wide"][street].item(), 2) == 0.98
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # With these hand-made matrices, the same keys give opposite answers because the *query*
 # changed: `it` puts 0.98 of its weight on `animal` after "tired" and 0.98 on `street` after
 # "wide". That is the whole mechanism: a query encodes what a position is looking for, keys
 # encode what positions offer, and the softmax turns the match into a distribution. A real
-# model must learn all of it from data, spread over many dimensions, heads and layers. Notebook
-# 07 shows the weights of the model trained in notebook 06 on real translations; judge there
-# what a trained model does with pronouns, and remember that attention weights show where
-# information flows, not proof of why a model decided.
+# model must learn all of it from data, spread over many dimensions, heads and layers.
+# [Notebook 07, "It was too tired / too wide", trained](07_results.ipynb#it-was-too-tired--too-wide-trained--训练后的指代消解)
+# returns to these two sentences with a model trained to translate English into German, where
+# the pronoun has to become *es* (for *das Tier*) or *sie* (for *die Straße*): it shows the
+# translations and the attention from `it`. Judge there what a trained model does, and
+# remember that attention weights show where information flows, not proof of why a model
+# decided.
 #
 # **Takeaway:** attention can route the meaning of `it` from the right antecedent only when
 # earlier layers and trained projections make the query context-dependent; an untrained model,
 # or the first layer of any model, cannot.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises | 练习
 #
 # 1. In the hand-built example, lower the factor 3.0 in `W_q` and `W_k` to 1.0. How sharp are

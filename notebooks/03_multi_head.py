@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Multi-head attention | 多头注意力
 #
 # **What you will learn**
@@ -26,7 +26,7 @@
 # - that eight heads of width 64 cost the same parameters and FLOPs as one head of width 512,
 #   and what the extra heads buy: a small task that one head cannot solve and two heads can.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
@@ -46,10 +46,10 @@ from transformer.apps.profile import banner
 from transformer.apps.viz import attention_chart, attention_heatmap, save_figure
 
 torch.set_num_threads(1)  # small workloads: one thread is fastest and unaffected by other jobs
-print(banner())
 torch.manual_seed(0)
+print(banner())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Split, attend, concatenate, project | 拆分、注意、拼接、投影
 #
 # $$\mathrm{MultiHead}(Q, K, V) = \mathrm{Concat}(\mathrm{head}_1, \dots, \mathrm{head}_h)\, W^O,
@@ -60,7 +60,7 @@ torch.manual_seed(0)
 # then gives each head its own slice. Below we redo every step by hand with the module's own
 # weights, printing the shapes.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
 d_model, h, d_k, d_v = 32, 4, 8, 8
 mha = MultiHeadAttention(d_model, h, d_k, d_v).eval()
@@ -78,7 +78,7 @@ for name, tensor in [("query input", query), ("key/value input", memory), ("Q pe
                      ("head outputs", heads), ("concatenated", concat), ("output", out)]:
     print(f"{name:>17}: {tuple(tensor.shape)}")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     fused_out, no_weights = mha(query, memory, memory)  # fused-kernel path (training)
     explicit_out, module_weights = mha(query, memory, memory, need_weights=True)
@@ -88,7 +88,7 @@ torch.testing.assert_close(module_weights, weights)
 assert no_weights is None
 print("by-hand computation == MultiHeadAttention (both paths), with T_q = 5 != T_k = 7")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # Note what the reshape does: each head sees a **slice of the features** of every position, not
 # a slice of the sequence. All heads look at all positions; they differ in the subspace they
 # compare and in the values they read.
@@ -96,7 +96,7 @@ print("by-hand computation == MultiHeadAttention (both paths), with T_q = 5 != T
 # **Takeaway:** multi-head attention is `h` independent attentions on `h` learned projections,
 # run as one batched matrix product, followed by one output projection that mixes the heads.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Checking against torch.nn.MultiheadAttention | 与 PyTorch 实现对照
 #
 # PyTorch's module stores the three input projections stacked in `in_proj_weight`
@@ -105,7 +105,7 @@ print("by-hand computation == MultiHeadAttention (both paths), with T_q = 5 != T
 # trap: PyTorch's boolean masks mean the opposite of ours. Its `key_padding_mask` and boolean
 # `attn_mask` say `True` = *ignore*; ours say `True` = *may attend*.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 reference = nn.MultiheadAttention(d_model, h, batch_first=True).eval()
 with torch.no_grad():
     reference.in_proj_weight.copy_(torch.cat([mha.w_q.weight, mha.w_k.weight, mha.w_v.weight]))
@@ -133,11 +133,11 @@ with torch.no_grad():
         print(f"{name:<28} outputs and per-head weights agree "
               f"(largest difference {(ours - theirs).abs().max():.1e})")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # **Takeaway:** the package's layer is the standard one; only the storage of the projections
 # and the meaning of `True` in a mask differ from PyTorch's.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## d_k and d_v are independent knobs | d_k 与 d_v 是独立的参数
 #
 # Queries and keys must share a width `d_k` (they meet in a dot product); values have their own
@@ -152,7 +152,7 @@ with torch.no_grad():
 # The paper's numbers are copied here (newstest2013 development set, per-word-piece perplexity,
 # BLEU, parameters in millions).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
 paper = {  # row: (h, d_k, d_v, PPL, BLEU, params in millions or None = same as base)
     "base": (8, 64, 64, 4.92, 25.8, 65), "A1": (1, 512, 512, 5.29, 24.9, None),
@@ -181,7 +181,7 @@ for row, (heads_, dk, dv, ppl, bleu, params) in paper.items():
 table3 = pd.DataFrame(rows).set_index("row")
 print(table3.to_string())
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 base_params = table3.loc["base", "params per attention layer"]
 for row in ("A1", "A2", "A3", "A4"):
     assert table3.loc[row, "params per attention layer"] == base_params  # h·d_k fixed
@@ -198,20 +198,20 @@ y, w = b1(torch.randn(2, 9, 512), torch.randn(2, 11, 512), torch.randn(2, 11, 51
           need_weights=True)
 assert y.shape == (2, 9, 512) and w.shape == (2, 8, 9, 11)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # **Takeaway:** with `h · d_k` held fixed, the number of heads is free: rows A cost the same and
 # differ only in quality (one head is clearly worse, 5.29 against 4.92; 32 heads are slightly
 # worse again). Shrinking `d_k` alone (rows B) saves about 7M parameters and costs quality, which
 # the paper reads as a sign that judging compatibility between query and key is not easy.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Same parameters as one wide head | 与单个宽头参数量相同
 #
 # Eight heads of width 64 against one head of width 512: the projections are the same
 # `512 × 512` matrices, cut differently, and the attention core does the same number of
 # multiplications (`h · n² · d_k` either way).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
 eight, one = MultiHeadAttention(512, 8, 64, 64), MultiHeadAttention(512, 1, 512, 512)
 count = {name: sum(p.numel() for p in m.parameters()) for name, m in [("8 x 64", eight), ("1 x 512", one)]}
@@ -221,7 +221,7 @@ print("FLOPs at n = 32:", flop)
 assert count["8 x 64"] == count["1 x 512"] == 4 * (512 * 512 + 512)
 assert flop["8 x 64"] == flop["1 x 512"]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # What differs is the number of attention *distributions*: one head gives each query a single
 # weighted average of the values; eight heads give eight, each over its own 64-dimensional
 # slice. An average blurs: if a position needs information from two different places at once,
@@ -230,7 +230,7 @@ assert flop["8 x 64"] == flop["1 x 512"]
 # **Takeaway:** more heads cost nothing in parameters or FLOPs; they trade the width of each
 # comparison for the number of independent ones.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## A task one head cannot solve | 一个头解决不了的任务
 #
 # Each position of a random token sequence must report **both** its left and its right
@@ -238,7 +238,7 @@ assert flop["8 x 64"] == flop["1 x 512"]
 # no residual connection) followed by two linear read-outs, one per neighbour. We train it with
 # one head of width 32 and with two heads of width 16: identical parameter counts.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 V, T, D = 16, 12, 32
 
 
@@ -287,7 +287,7 @@ for n_heads in (1, 2):
 assert results[1][0] == results[2][0]  # same size
 assert results[2][1] > 0.95 and results[1][1] < 0.7  # two heads solve it, one cannot
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 example = torch.randint(0, V, (1, T), generator=torch.Generator().manual_seed(1))
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
 with torch.no_grad():
@@ -298,7 +298,7 @@ attention_heatmap(w1[0, 0], labels, labels, ax=axes[0], vmax=1,
                   title=f"1 head: spread over both neighbours (accuracy {results[1][1]:.2f})")
 for head in range(2):
     attention_heatmap(w2[0, head], labels, labels, ax=axes[head + 1], vmax=1,
-                      title=f"2 heads, head {head} (accuracy {results[2][1]:.2f})")
+                      title=f"2 heads, head {head + 1} (accuracy {results[2][1]:.2f})")
 for ax in axes:
     ax.set_xlabel("key position (token id)")
     ax.set_ylabel("query position (token id)")
@@ -307,7 +307,7 @@ fig.tight_layout()
 save_figure(fig, "03_heads_divide_work")
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def preferred_offset(w):
     """Key offset (key - query) receiving the most weight on average."""
     return max((-1, 0, 1), key=lambda o: w.diagonal(o).mean().item())
@@ -319,7 +319,7 @@ print("two-head model: the heads prefer key offsets", offsets)
 print("one-head model: mean weight on offsets -1 / 0 / +1:", one_head)
 assert offsets == [-1, 1]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The two-head model splits the job: one head attends to the left neighbour, the other to the
 # right, and the read-outs take each from its own slice. The one-head model spreads its weight
 # over both neighbours, so its output is a blend of the two tokens in which "left" and "right"
@@ -328,17 +328,21 @@ assert offsets == [-1, 1]
 # **Takeaway:** heads are not an ensemble of copies; they are separate routes. A layer needs at
 # least as many heads as things each position must fetch from different places at once.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## What heads attend to | 不同的头关注什么
 #
 # `transformer.apps.viz.attention_chart` draws every layer and head of a model's attention maps with
-# a layer drop-down and a head slider (hover for the weights). Here it shows the package's
+# a layer drop-down and a head slider (hover for the weights). Layers and heads are numbered from
+# 1, as in the paper (tensor index 0 is layer 1, head 1). The chart needs no internet: its
+# JavaScript is stored with the notebook, and where scripts do not run (GitHub, a notebook
+# JupyterLab does not trust yet) it shows as a static image of layer 1, head 1; run the notebook,
+# or use "Trust Notebook", to get the selectors. Here it shows the package's
 # `tiny` Transformer **with random weights**: the heads already differ, but only by accident of
 # initialisation. Notebook 07 uses the same chart for the model trained in notebook 06, where
 # heads specialise in earnest (the paper's Figures 3 to 5 show heads following long-distance
 # dependencies, resolving `its`, and tracking sentence structure).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 torch.manual_seed(0)
 tiny = Transformer(TransformerConfig.from_preset("tiny", dropout=0.0)).eval()
 words = "the animal did not cross the street because it was too tired".split()
@@ -349,7 +353,7 @@ print("encoder maps (layers, batch, heads, queries, keys):", tuple(maps["encoder
 attention_chart(maps["encoder"][:, 0], words,
                 title="Untrained tiny model, encoder self-attention (choose layer and head)")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises | 练习
 #
 # 1. Train the neighbour task with 4 heads of width 8. Do two heads stay idle, or do all four

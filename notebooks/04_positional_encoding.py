@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Positional encoding | 位置编码
 #
 # **What you will learn**
@@ -27,7 +27,7 @@
 # - the four families of positional information in use today: absolute sinusoidal, absolute
 #   learned, relative, and rotary (RoPE).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 import math
 
 import matplotlib.pyplot as plt
@@ -46,17 +46,17 @@ from transformer.apps.profile import banner
 from transformer.apps.viz import save_figure
 
 torch.set_num_threads(1)  # small workloads: one thread is fastest and unaffected by other jobs
-print(banner())
 torch.manual_seed(0)
+print(banner())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Attention ignores order | 注意力本身不区分顺序
 #
 # Self-attention compares every position with every other by content only. Shuffle the input
 # and the output is shuffled the same way, nothing else changes: the layer is *permutation
 # equivariant*. Adding a different vector to each position breaks the symmetry.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 layer = MultiHeadAttention(d_model=16, n_heads=2, d_k=8, d_v=8).eval()
 x = torch.randn(1, 6, 16)  # six "words"
 perm = torch.tensor([3, 0, 5, 1, 4, 2])
@@ -72,11 +72,11 @@ print(f"without positions, shuffling commutes with attention (difference 0); wit
       f"added, the outputs differ by up to {gap:.2f}")
 assert gap > 0.01  # order now matters
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # **Takeaway:** without positional information a Transformer sees a bag of words. The encoding
 # is added to the token embeddings at the bottom of both stacks.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## The sinusoid table | 正弦位置编码表
 #
 # $$PE_{(pos,\,2i)} = \sin\!\big(pos / 10000^{2i/d_{model}}\big), \qquad
@@ -87,7 +87,7 @@ assert gap > 0.01  # order now matters
 # sine and the other the cosine. Wavelengths `2π/ω_i` grow geometrically from `2π` towards
 # `10000 · 2π` (the last pair, `i = d_model/2 - 1`, stops just short of it). We check the package's table against the formula written out literally.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 d_model, n_pos = 128, 100
 table = sinusoidal_table(n_pos, d_model)
 literal = np.zeros((n_pos, d_model))
@@ -100,8 +100,9 @@ wavelengths = 2 * math.pi * 10000 ** (np.arange(0, d_model, 2) / d_model)
 print(f"table shape {tuple(table.shape)}; wavelengths of the {d_model // 2} pairs range from "
       f"{wavelengths[0]:.2f} to {wavelengths[-1]:,.0f} positions")
 assert math.isclose(wavelengths[0], 2 * math.pi)
+assert len(wavelengths) == 64  # the "64 different speeds" of the text below
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fig, axes = plt.subplots(1, 2, figsize=(14, 4.5), gridspec_kw={"width_ratios": [1.3, 1]})
 image = axes[0].imshow(table.T, aspect="auto", cmap="RdBu", vmin=-1, vmax=1, origin="lower",
                        interpolation="nearest")
@@ -118,7 +119,7 @@ fig.tight_layout()
 save_figure(fig, "04_sinusoid_table")
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # Low dimensions oscillate quickly and tell neighbours apart; high dimensions change slowly and
 # tell the beginning of a long sentence from its end. Together they act like the digits of a
 # clock with hands turning at 64 different speeds.
@@ -126,7 +127,7 @@ plt.show()
 # **Takeaway:** each pair of dimensions is a point on a circle turning at its own speed as the
 # position grows; the table needs no training and exists for every position.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Relative offsets are rotations | 相对位移就是旋转
 #
 # The paper chose sinusoids because "for any fixed offset `k`, `PE(pos+k)` can be represented
@@ -140,7 +141,7 @@ plt.show()
 # so `M_k` is block-diagonal with 2×2 rotations, and `pos` appears nowhere in it.
 
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def rotation_for_offset(k, d):
     """Block-diagonal M_k with PE(pos + k) = M_k PE(pos) for every pos."""
     omega = 10000 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
@@ -162,12 +163,12 @@ for k in (1, 7, 50, 300):
 assert torch.allclose(rotation_for_offset(3, d_model) @ rotation_for_offset(4, d_model),
                       rotation_for_offset(7, d_model))  # offsets compose: M_3 M_4 = M_7
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # A consequence: the dot product `PE(p) · PE(p + k) = Σ_i cos(ω_i k)` depends on the offset `k`
 # only. The similarity matrix of all positions is therefore constant along its diagonals (a
 # Toeplitz matrix), largest on the diagonal and decaying (with ripples) as positions separate.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 similarity = (table @ table.T).numpy()
 for k in (1, 10, 40):
     diagonal = np.diagonal(similarity, offset=k)
@@ -190,12 +191,12 @@ fig.tight_layout()
 save_figure(fig, "04_position_similarity")
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # **Takeaway:** with sinusoids, "k positions further" is the same rotation everywhere in the
 # sentence, so a layer can learn relative offsets with one linear map. A freshly initialised
 # learned table has no notion of nearness at all; it must learn it from data.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Learned embeddings versus sinusoids (Table 3, row E) | 可学习位置嵌入与正弦编码
 #
 # Row E replaces the sinusoids by a trained vector per position, as BERT and GPT-2 later did.
@@ -210,7 +211,7 @@ plt.show()
 # and it simply has no row for positions beyond `max_len`. The package refuses such inputs with
 # an explicit message rather than failing somewhere inside `nn.Embedding`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 base_row_e = TransformerConfig.from_preset("E")
 extra = 2 * base_row_e.max_len * base_row_e.d_model  # one table per stack
 print(f"row E adds {extra:,} parameters ({base_row_e.max_len} positions x {base_row_e.d_model} "
@@ -237,17 +238,19 @@ torch.testing.assert_close(extended, sinusoidal_table(50, config.d_model))
 print(f"sinusoidal positions, 50 tokens, max_len 32 -> logits of shape {tuple(logits.shape)}; "
       "the table grew to 50 rows, identical to a table built for 50")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # A caution about the word "extrapolate". The sinusoid table *exists* for position 500, but a
-# model trained on 30-token sentences has never combined such encodings with words; the paper
+# model trained on short sentences has never combined such encodings with words; the paper
 # only says sinusoids "may allow the model to extrapolate". Whether translation quality holds
-# on sentences longer than any seen in training is an empirical question; notebook 07 breaks
-# BLEU down by sentence length for the model trained in notebook 06.
+# on sentences longer than any seen in training is an empirical question:
+# [notebook 07, "Quality by sentence length"](07_results.ipynb#quality-by-sentence-length--按句长看质量)
+# breaks BLEU down by source length for the model trained in
+# [notebook 06, "A real training run"](06_training.ipynb#a-real-training-run--一次真实的训练).
 #
 # **Takeaway:** learned and sinusoidal positions score the same in the paper; sinusoids cost no
 # parameters and are defined for every length, learned tables stop at `max_len`.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Four kinds of positional information | 四种位置编码
 #
 # | kind | where position enters | parameters | longer than training? | used by |
@@ -262,7 +265,7 @@ print(f"sinusoidal positions, 50 tokens, max_len 32 -> logits of shape {tuple(lo
 # property on all three families, with the same content vectors placed at positions
 # `(m, n)` and shifted to `(m + s, n + s)`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 d = 64
 W_q, W_k = torch.randn(d, d) / d**0.5, torch.randn(d, d) / d**0.5
 content_q, content_k = torch.randn(d), torch.randn(d)
@@ -301,7 +304,7 @@ omega = 10000 ** (-torch.arange(0, d, 2) / d)
 torch.testing.assert_close(torch.view_as_real(z * torch.exp(1j * 9 * omega)).flatten(),
                            rotate(content_q @ W_q, 9))
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
 print(f"{'scheme':<22}{'score(3, 10)':>14}{'score(103, 110)':>17}  depends only on n - m?")
 shift_invariant = {}
@@ -313,7 +316,7 @@ for name, score in [("absolute sinusoidal", absolute_score), ("relative bias", r
 assert shift_invariant == {"absolute sinusoidal": False, "relative bias": True,
                            "rotary (RoPE)": True}
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # With absolute encodings the same two words get a different score when the pair moves along
 # the sentence (the model must learn to undo that, and the rotation property above is what
 # makes it learnable). Relative biases and rotary embeddings make the score a function of the
@@ -322,7 +325,7 @@ assert shift_invariant == {"absolute sinusoidal": False, "relative bias": True,
 # **Takeaway:** absolute encodings (sinusoidal or learned) are added once at the input;
 # relative and rotary encodings act inside every attention layer and build in shift invariance.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises | 练习
 #
 # 1. Build `M_k` for `k = -3`. How is it related to `M_3`? Check numerically.
@@ -330,5 +333,7 @@ assert shift_invariant == {"absolute sinusoidal": False, "relative bias": True,
 #    position do two positions start to share (almost) the same encoding?
 # 3. Change `rotate` to rotate by `position * omega` only on the query (not the key). Is the score
 #    still shift-invariant? Why does RoPE rotate both?
-# 4. The paper adds the encoding to `√d_model`-scaled embeddings (notebook 05). Compute the norm of
-#    a row of the sinusoid table for `d_model = 512`. Why does that make the scaling sensible?
+# 4. The paper adds the encoding to `√d_model`-scaled embeddings
+#    ([notebook 05, "Embeddings: weight tying and √d_model"](05_full_model.ipynb#embeddings-weight-tying-and-d_model--嵌入权重共享与-d_model-缩放)).
+#    Compute the norm of a row of the sinusoid table for `d_model = 512`. Why does that make the
+#    scaling sensible?

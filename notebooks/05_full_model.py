@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # The full model | 完整模型
 #
 # **What you will learn**
@@ -28,7 +28,7 @@
 #   by `√d_model`;
 # - the parameter column of Table 3 recomputed for every row, beside the paper's numbers.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 import math
 
 import matplotlib.pyplot as plt
@@ -45,7 +45,7 @@ print(banner())
 torch.manual_seed(0)
 pd.set_option("display.width", 140)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## The architecture in code | 代码中的结构
 #
 # `Transformer(config)` holds: one embedding matrix (shared by source, target and output layer),
@@ -53,7 +53,7 @@ pd.set_option("display.width", 140)
 # only) a final LayerNorm per stack. A forward pass maps source ids `(B, S)` and shifted target
 # ids `(B, T)` to logits `(B, T, vocabulary)`:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
 tiny = Transformer(TransformerConfig.from_preset("tiny", dropout=0.0)).eval()
 src = torch.randint(4, 1000, (2, 9))
@@ -69,14 +69,14 @@ print()
 print(tiny.encoder[0])
 print(tiny.decoder[0])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # Each encoder layer is self-attention then a feed-forward network; each decoder layer is
 # causal self-attention, encoder-decoder (cross) attention whose keys and values come from the
 # encoder's memory, then a feed-forward network. Every sub-layer sits inside a `Residual`
 # block (dropout, residual sum, LayerNorm). Where do the base model's 63 million parameters go?
 
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def parameter_breakdown(model):
     c = model.config
     groups = {"shared embedding / output matrix": model.src_embed,
@@ -91,7 +91,7 @@ def parameter_breakdown(model):
     return counts
 
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 # NBVAL_CHECK_OUTPUT
 base_config = TransformerConfig.from_preset("base", src_vocab_size=37000, tgt_vocab_size=37000)
 with torch.device("meta"):  # the full structure, without allocating its 250 MB of weights
@@ -102,11 +102,11 @@ for name, count in breakdown.items():
 print(f"{'total':<40}{base_meta.num_parameters():>12,}")
 assert sum(list(breakdown.values())[:3]) == base_meta.num_parameters()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # **Takeaway:** in the base model about 30% of the parameters are the shared embedding, and the
 # feed-forward networks (2 × 512 × 2048 per layer) outweigh the attention layers.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Two guarantees: no peeking, no padding effects | 两个保证：不偷看，不受填充影响
 #
 # - **Causality**: the logits at target position `t` may depend on target tokens `0 … t` only.
@@ -114,7 +114,7 @@ assert sum(list(breakdown.values())[:3]) == base_meta.num_parameters()
 # - **Padding**: appending padding to a source sentence (as batching does) must not change any
 #   real output, because the padding mask removes those keys from every attention.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 with torch.no_grad():
     changed = tgt_in.clone()
     changed[:, 4] = 7  # a different token at position 4
@@ -133,11 +133,11 @@ print(f"5 padding tokens appended: logits change by at most {gap:.1e}, "
       f"encoder outputs at real positions by at most {memory_gap:.1e}")
 assert gap < 1e-5 and memory_gap < 1e-5
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # **Takeaway:** the decoder's causal mask and the encoder's padding mask are what make it
 # legitimate to train on whole padded batches at once; both can be tested from the outside.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Residual connections and LayerNorm: post-norm vs pre-norm | 残差连接与层归一化：后置与前置
 #
 # The paper wraps every sub-layer as `LayerNorm(x + Dropout(Sublayer(x)))`: the normalisation
@@ -150,7 +150,7 @@ assert gap < 1e-5 and memory_gap < 1e-5
 # decoder, width 64), run one batch of random tokens, and measure the gradient norm of each
 # layer's parameters.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def layer_gradient_norms(norm_first, n_layers=12):
     torch.manual_seed(0)
     config = TransformerConfig.from_preset("tiny", n_layers=n_layers, d_ff=256, dropout=0.0,
@@ -177,7 +177,7 @@ table.index.name = "layer"
 print("gradient L2 norm of each layer's parameters at initialisation (one batch):")
 print(table.round(3).to_string())
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fig, ax = plt.subplots(figsize=(8, 4.5))
 for (kind, stack), values in table.items():
     ax.semilogy(table.index, values, "o-" if stack == "decoder" else "s--",
@@ -189,7 +189,7 @@ fig.tight_layout()
 save_figure(fig, "05_post_vs_pre_norm")
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "-"}
 post = gradients["post-norm (paper)"]["decoder"]
 pre = gradients["pre-norm (later work)"]["decoder"]
 print(f"decoder, top layer / bottom layer gradient: post-norm {post[-1] / post[0]:.0f}x, "
@@ -197,7 +197,7 @@ print(f"decoder, top layer / bottom layer gradient: post-norm {post[-1] / post[0
 assert post[-1] / post[0] > 10  # post-norm: gradients shrink layer after layer going down
 assert max(pre) / min(pre) < 3  # pre-norm: roughly even across depth
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # In the post-norm decoder every LayerNorm on the way down rescales the gradient, and the bottom
 # layers receive a small fraction of what the top layers get. In the pre-norm stack the
 # residual path carries the gradient to every layer nearly unchanged. (The post-norm *encoder*
@@ -210,7 +210,7 @@ assert max(pre) / min(pre) < 3  # pre-norm: roughly even across depth
 # **Takeaway:** post-norm normalises the residual stream itself and attenuates gradients with
 # depth; pre-norm keeps an identity path and trains deep stacks more easily.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Embeddings: weight tying and √d_model | 嵌入：权重共享与 √d_model 缩放
 #
 # Section 3.4: the source embedding, the target embedding and the pre-softmax linear layer are
@@ -218,7 +218,7 @@ assert max(pre) / min(pre) < 3  # pre-norm: roughly even across depth
 # multiplied by `√d_model`. The output layer computes `logits = h Eᵀ`: a token's score is the
 # dot product between the decoder's output and that token's embedding.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 captured = {}
 hook = tiny.decoder[-1].register_forward_hook(lambda m, i, out: captured.update(h=out))
 with torch.no_grad():
@@ -235,14 +235,14 @@ print(f"tying saves {saving:,} parameters in the base model "
       f"{base_meta.num_parameters() / 1e6:.1f}M tied)")
 assert saving == 2 * 37000 * 512
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # Why `√d_model`? The package initialises embedding entries with standard deviation
 # `d_model^(-1/2)` (as fairseq does), so an embedding vector has length about 1. A row of the
 # sinusoid table has length exactly `√(d_model/2)` (each pair contributes `sin² + cos² = 1`),
 # 16 for `d_model = 512`. Added unscaled, the position would drown the word; multiplied by
 # `√d_model`, the word vector has length about 22.6, comparable to the position's.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
 one_layer = Transformer(TransformerConfig.from_preset("base", n_layers=1, src_vocab_size=1000,
                                                       tgt_vocab_size=1000))
@@ -255,11 +255,11 @@ print(f"length of every sinusoid row (√(512 / 2)) : {pe_norm.mean().item():.1f
 assert torch.allclose(pe_norm, torch.full_like(pe_norm, 16.0))
 assert abs(word_norm - 1) < 0.05 and abs(scaled_norm - math.sqrt(512)) < 1
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # **Takeaway:** one matrix serves three roles and saves 38M parameters in the base model; the
 # `√d_model` factor puts word and position on the same scale before they are added.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Table 3 parameter counts, every row | 表 3 参数量
 #
 # We count the parameters of each row of Table 3 in two ways: with a formula, and by building
@@ -268,7 +268,7 @@ assert abs(word_norm - 1) < 0.05 and abs(scaled_norm - math.sqrt(512)) < 1
 # with tied embeddings, as in the paper's EN-DE setup.
 
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def count_parameters(c: TransformerConfig) -> int:
     """Parameters of the Transformer, from the hyper-parameters alone."""
     attention = (c.d_model * c.n_heads * c.d_k + c.n_heads * c.d_k) * 2 \
@@ -302,13 +302,13 @@ base_ours, base_paper = params.loc["base", "ours (M)"], paper_params["base"]
 params["Δ vs base, ours"] = params["ours (M)"] - base_ours
 params["Δ vs base, paper"] = params["paper (M)"].fillna(base_paper) - base_paper
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
 print("Table 3 parameter counts, millions (37,000-token shared vocabulary, tied embeddings;")
 print("the paper leaves A, D and E blank, meaning 'as base'):")
 print(params.round(2).to_string(na_rep="-"))
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # two rows built for real (weights allocated and initialised) agree with the meta count
 for name in ("C4", "C1"):
     c = TransformerConfig.from_preset(name, src_vocab_size=37000, tgt_vocab_size=37000)
@@ -320,7 +320,7 @@ assert (width_512["Δ vs base, ours"] - width_512["Δ vs base, paper"]).abs().ma
 assert (params["Δ vs base, ours"] - params["Δ vs base, paper"]).abs().max() < 3.5
 assert params.loc[["A1", "A2", "A3", "A4", "D1", "D2", "D3", "D4"], "Δ vs base, ours"].eq(0).all()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Reading the table:
 #
 # - **The gap.** Our base model has 63.1M parameters; the paper says 65M. Every row of the base
@@ -340,7 +340,7 @@ assert params.loc[["A1", "A2", "A3", "A4", "D1", "D2", "D3", "D4"], "Δ vs base,
 # row by row up to a near-constant offset from the vocabulary; the formula above is all it takes
 # to predict a configuration's size before building it.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises | 练习
 #
 # 1. Use `count_parameters` to find a configuration with `d_model = 512` and about 100M

@@ -13,13 +13,14 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Common misreadings of the paper | 常见误读
 #
 # **What you will learn**
 #
-# - a dozen ways the paper is commonly misread or mis-implemented, collected from study notes
-#   circulating among students (paraphrased here, not quoted), each reproduced in a few lines;
+# - ways the paper is commonly misread or mis-implemented, collected from study notes
+#   circulating among students (paraphrased here, not quoted), each reproduced in a few lines
+#   (the [summary](#summary--总结) counts them);
 # - for each one, a *behavioural* check, a property that any correct implementation must
 #   have, which the misreading fails and the package passes;
 # - which mistakes are harmless (equivalent up to a permutation), which change the model, and
@@ -28,12 +29,14 @@
 # The habit to take away: test a component by what it must guarantee (causality, invariance to
 # padding, rows summing to one, shapes for `T_q ≠ T_k`, ...), not by reading it and nodding.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 import copy
 import math
+import time
 
 import pandas as pd
 import torch
+from IPython.display import Markdown, display
 from torch import nn
 
 from transformer import (
@@ -50,6 +53,7 @@ torch.set_num_threads(1)  # small workloads: one thread is fastest and unaffecte
 print(banner())
 torch.manual_seed(0)
 results = []
+check_seconds = {}  # the longest each check took on the package's implementation
 
 
 def verdict(name, check, wrong, right):
@@ -60,18 +64,21 @@ def verdict(name, check, wrong, right):
         reason = f"{type(error).__name__}: {str(error).splitlines()[0][:100]}"
     else:
         raise AssertionError(f"{name}: the misreading unexpectedly passes {check.__name__}")
+    start = time.perf_counter()
     check(right)  # raises if the package were wrong
+    elapsed = time.perf_counter() - start
+    check_seconds[check.__name__] = max(elapsed, check_seconds.get(check.__name__, 0.0))
     results.append({"misreading": name, "check": check.__name__,
                     "misreading fails": True, "package passes": True})
     print(f"{check.__name__}\n  misreading: FAILS  ({reason})\n  package:    passes")
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## The behavioural checks | 行为检查
 #
 # Each check takes an implementation and raises if a guaranteed property is violated.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def check_causal(self_attention):
     """Changing token t may change outputs t, t+1, ... but never 0 … t-1; outputs are finite."""
     x = torch.randn(1, 8, 16, dtype=torch.float64)
@@ -136,7 +143,8 @@ def check_full_connectivity(self_attention):
     x = torch.randn(1, 8, 32, requires_grad=True)
     jac = torch.autograd.functional.jacobian(lambda t: self_attention(t).sum(-1), x)  # (1,8,1,8,32)
     connected = jac.abs().sum(dim=(0, 2, 4)) > 0  # (outputs, inputs)
-    assert connected.all(), f"{(~connected).sum().item()} of 64 output-input pairs are disconnected"
+    assert connected.all(), (f"{(~connected).sum().item()} of {connected.numel()} output-input "
+                             "pairs are disconnected")
 
 
 def check_not_stuck_on_self(weights_of):
@@ -163,11 +171,19 @@ def check_pe_relative(pe):
         assert spread < 1e-4, f"PE(p)·PE(p+{k}) varies by {spread:.2f} with p"
 
 
-# %% [markdown]
-# **Takeaway:** nine short checks cover most of what can go wrong in attention and positional
-# encodings; all of them run in milliseconds and belong in any test suite.
+# %% slideshow={"slide_type": "-"}
+checks = {name: obj for name, obj in globals().items()
+          if name.startswith("check_") and callable(obj)}
+display(Markdown(
+    f"**Takeaway:** these {len(checks)} short checks state the properties that attention and "
+    "positional encodings must have, each as something a test can verify:\n\n"
+    "| check | property |\n|---|---|\n"
+    + "\n".join(f"| `{name}` | {check.__doc__.splitlines()[0]} |" for name, check in checks.items())
+    + "\n\nThey are cheap enough for any test suite: the [summary](#summary--总结) reports how "
+    "long the slowest took. Further checks, specific to one misreading, are defined where they "
+    "are used."))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The causal mask pointing the wrong way | 因果掩码方向反了
 #
 # One set of notes writes the decoder mask as `M_ij = 0` when `i ≤ j` and `-∞` when `i > j`
@@ -175,7 +191,7 @@ def check_pe_relative(pe):
 # opposite of what the decoder needs. A model trained this way learns to copy the next word
 # from its input and is useless when generating, where the future does not exist yet.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def package_causal(x):
     return scaled_dot_product_attention(x, x, x, is_causal=True)[0]
 
@@ -188,20 +204,20 @@ def reversed_mask(x):
 
 verdict("causal mask reversed (i ≤ j visible)", check_causal, reversed_mask, package_causal)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. No causal mask at all | 缺少因果掩码
 #
 # Another note's decoder calls the same attention as the encoder, with no mask. Training loss
 # drops fast (the answer is visible); generation fails.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def no_mask(x):
     return scaled_dot_product_attention(x, x, x)[0]
 
 
 verdict("decoder self-attention without mask", check_causal, no_mask, package_causal)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. "Position i sees only positions before i" | “只能看到 i 之前的位置”
 #
 # Notes often say the decoder at position `i` may use positions `< i`. The mask must include
@@ -211,7 +227,7 @@ verdict("decoder self-attention without mask", check_causal, no_mask, package_ca
 # query with no visible key, so there the error is silent: position 0 outputs nothing at all.
 # The check asks what must hold: the first position sees itself.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def strict_mask(x):
     t = x.size(-2)
     return scaled_dot_product_attention(x, x, x, mask=torch.ones(t, t).tril(-1).bool())[0]
@@ -233,7 +249,7 @@ verdict("strict mask (< i), explicit softmax", check_first_position, strict_mask
 verdict("strict mask (< i), package attention", check_first_position, strict_mask,
         package_causal)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Softmax over the wrong axis | softmax 的维度错了
 #
 # The weights of one query must sum to one over the **keys** (`dim=-1` of the `(T_q, T_k)`
@@ -241,7 +257,7 @@ verdict("strict mask (< i), package attention", check_first_position, strict_mas
 # `(0, 1)`, and is wrong twice: rows no longer sum to one, and with a causal mask every column
 # is normalised using later queries, so the future leaks back in.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def softmax_over_queries(q, k, v, mask=None):
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
     if mask is not None:
@@ -262,15 +278,16 @@ def causal_softmax_over_queries(x):
 verdict("softmax over queries, causal decoder", check_causal, causal_softmax_over_queries,
         package_causal)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Dividing by d_k, or not dividing at all | 除以 d_k 或不缩放
 #
-# Notebook 02 measured why the factor is `1/√d_k`: it keeps the scores at unit variance. One
+# [Notebook 02, "Why divide by √d_k"](02_attention.ipynb#why-divide-by-d_k--为什么除以-d_k)
+# measured why the factor is `1/√d_k`: it keeps the scores at unit variance. One
 # set of notes drops it altogether (softmax saturates, gradients vanish); dividing by `d_k`
 # instead shrinks the scores to variance `1/d_k` and flattens attention towards uniform. The
 # check reads the spread of the log-weights, which equals the spread of the scaled scores.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def divide_by_dk(q, k, v, mask=None):
     weights = (q @ k.transpose(-2, -1) / q.size(-1)).softmax(-1)  # d_k, not √d_k
     return weights @ v, weights
@@ -284,7 +301,7 @@ def no_scaling(q, k, v, mask=None):
 verdict("scores divided by d_k", check_logit_spread, divide_by_dk, scaled_dot_product_attention)
 verdict("scores not scaled", check_logit_spread, no_scaling, scaled_dot_product_attention)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Weighting the keys instead of the values | 用权重去加权键而不是值
 #
 # One description says the weights are multiplied with the **keys** and the result then
@@ -292,7 +309,7 @@ verdict("scores not scaled", check_logit_spread, no_scaling, scaled_dot_product_
 # of the **values**. The check uses identity values: a correct attention then returns its own
 # weights, and a `d_v` different from `d_k` exposes the confusion by shape alone.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def weights_times_keys(q, k, v, mask=None):
     weights = (q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))).softmax(-1)
     return weights @ k, weights  # the misreading
@@ -301,14 +318,14 @@ def weights_times_keys(q, k, v, mask=None):
 verdict("weights applied to the keys", check_identity_values, weights_times_keys,
         scaled_dot_product_attention)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Masking the queries instead of the scores | 掩码加在查询上而不是分数上
 #
 # One implementation fills the **query** vectors at padded positions with a large negative
 # number. Masking must act on the scores of padded **keys**, before the softmax. Masking
 # queries leaves every padded key fully visible (and corrupts the padded queries' own rows).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def mask_on_queries(q, k, v, keep=None):
     if keep is not None:
         q = q.masked_fill(~keep[:, None], -1e9)  # the misreading: mask the queries
@@ -319,7 +336,7 @@ def mask_on_queries(q, k, v, keep=None):
 verdict("mask applied to the queries", check_padding_ignored, mask_on_queries,
         scaled_dot_product_attention)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Multi-head code that assumes T_q = T_k | 假设查询与键长度相同的多头实现
 #
 # A widely copied multi-head layer reshapes keys and values with the **query's** sequence
@@ -328,7 +345,7 @@ verdict("mask applied to the queries", check_padding_ignored, mask_on_queries,
 # to a 7-word source. (Another note states that `Q` and `K` both have shape `(L, d_k)`: the
 # same misreading, on paper.)
 
-# %%
+# %% slideshow={"slide_type": "-"}
 class EqualLengthMultiHead(nn.Module):
     """The misreading: keys and values are reshaped with the query's length."""
 
@@ -366,7 +383,7 @@ print("self-attention: the misreading and the package agree exactly")
 verdict("multi-head assumes T_q = T_k", check_cross_attention, EqualLengthMultiHead,
         PackageMultiHead)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 9. Heads that split the sequence | 把序列切给不同的头
 #
 # A description of multi-head attention says the *input sequence* is cut into pieces, one per
@@ -374,7 +391,7 @@ verdict("multi-head assumes T_q = T_k", check_cross_attention, EqualLengthMultiH
 # never the positions: every head sees the whole sentence. Splitting the sequence turns one
 # layer into several disconnected local attentions.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def heads_split_sequence(x, h=4):
     chunks = x.chunk(h, dim=1)  # the misreading: each head gets a slice of the positions
     return torch.cat([scaled_dot_product_attention(c, c, c)[0] for c in chunks], dim=1)
@@ -384,7 +401,7 @@ package_layer = MultiHeadAttention(32, 4, 8, 8)
 verdict("heads split the sequence", check_full_connectivity, heads_split_sequence,
         lambda x: package_layer(x, x, x)[0])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 10. "Q = K = V" taken literally | 把 “Q = K = V” 当真
 #
 # Summaries of self-attention write `Q = K = V = X`. They mean that all three come from the
@@ -392,7 +409,7 @@ verdict("heads split the sequence", check_full_connectivity, heads_split_sequenc
 # projections the score of a token with itself is `|x|²`, almost always the largest, so every
 # token attends mainly to itself and the layer can hardly move information.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def no_projections(x):
     return scaled_dot_product_attention(x, x, x)[1][0]
 
@@ -405,7 +422,7 @@ package_layer64 = MultiHeadAttention(64, 4, 16, 16)
 verdict("Q = K = V without projections", check_not_stuck_on_self, no_projections,
         with_projections)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 11. Positional-encoding formulas | 位置编码公式
 #
 # The formula indexes **pairs** of dimensions: dimensions `2i` and `2i+1` share the frequency
@@ -419,7 +436,7 @@ verdict("Q = K = V without projections", check_not_stuck_on_self, no_projections
 # | loop over dimensions `j`, exponent `2j/d`, cosine with `2(j+1)/d` | sine and cosine of a pair get different frequencies, and the highest ones vanish | **wrong**: the relative-offset property is lost |
 # | `Σ_i sin(pos / 10000^(2i/d))` | one scalar per position | **wrong**: not a vector, no cosines |
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def pe_halves(n, d):
     pos = torch.arange(n, dtype=torch.float64)[:, None]
     angle = pos / 10000 ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
@@ -458,11 +475,14 @@ check_pe_relative(pe_i_not_2i)
 longest = 2 * math.pi * 10000 ** ((16 // 2 - 1) / 16)
 print(f"  …still has the relative-offset property, but its longest wavelength at d = 16 is "
       f"{longest:.0f} positions instead of {2 * math.pi * 10000 ** (14 / 16):,.0f}: a different model")
+# the table above quotes d = 512: about 620 positions for the i/d variant, about 60,600 for the paper
+assert round(2 * math.pi * 10000 ** ((512 // 2 - 1) / 512), -1) == 620
+assert round(2 * math.pi * 10000 ** (510 / 512), -2) == 60_600
 
 verdict("PE: per-dimension loop", check_pe_relative, pe_dimension_loop, sinusoidal_table)
 verdict("PE: sum of sines", check_pe_matches_paper, pe_scalar_sum, sinusoidal_table)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 12. Learned positions sized by the vocabulary | 按词表大小建位置表
 #
 # One implementation creates its learned position table with one row per **vocabulary entry**
@@ -470,7 +490,7 @@ verdict("PE: sum of sines", check_pe_matches_paper, pe_scalar_sum, sinusoidal_ta
 # up to a maximum length; the table must be sliced to the batch's length. The check: add
 # positions to a batch of 10 tokens.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def check_any_batch_length(add_positions):
     """Positions can be added to a batch of any length up to the maximum."""
     x = torch.randn(2, 10, 16)
@@ -482,14 +502,14 @@ learned = LearnedPositionalEmbedding(16, max_len=64)
 verdict("position table sized by the vocabulary", check_any_batch_length,
         lambda x: x + vocabulary_sized, lambda x: x + learned(x.size(1)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 13. No padding mask in encoder-decoder attention | 交叉注意力缺少填充掩码
 #
 # A comparison table in one set of notes lists the encoder-decoder attention as "no mask". It
 # needs no *causal* mask, but it does need the source **padding** mask: otherwise the
 # translation of a sentence depends on how many padding tokens its batch happened to need.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 config = TransformerConfig.from_preset("tiny", dropout=0.0)
 model = Transformer(config).eval()
 
@@ -511,7 +531,7 @@ def cross_attention_without_mask(src, tgt_in):
 verdict("no padding mask in cross-attention", check_padding_invisible,
         cross_attention_without_mask, model)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 14. Pre-norm without the final LayerNorm | 前置归一化却忘了最后的 LayerNorm
 #
 # Post-norm (the paper) ends every sub-layer with a LayerNorm, so the stack's output is
@@ -520,7 +540,7 @@ verdict("no padding mask in cross-attention", check_padding_invisible,
 # it (easy when converting a post-norm implementation) feeds an un-normalised, depth-dependent
 # scale to the decoder and the output layer.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def check_stack_output_normalised(transformer):
     """The encoder's output has unit scale per position, whatever the depth."""
     src = torch.randint(4, config.src_vocab_size, (4, 16))
@@ -537,7 +557,7 @@ verdict("pre-norm without final LayerNorm", check_stack_output_normalised, forgo
         deep_pre_norm)
 check_stack_output_normalised(Transformer(config.replace(n_layers=12)).eval())  # post-norm too
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 15. Toy numbers that do not add up | 对不上的示例数字
 #
 # A worked example in one set of notes gives scores `(2.0, 0.2, 1.0)` for three words and
@@ -546,17 +566,19 @@ check_stack_output_normalised(Transformer(config.replace(n_layers=12)).eval())  
 # them. (The same example also skips the division by `√d_k`, which is fine only if the numbers
 # are taken to be already scaled.)
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def check_quoted_weights(quoted):
     actual = torch.softmax(torch.tensor([2.0, 0.2, 1.0]), dim=0)
     gap = (torch.tensor(quoted) - actual).abs().max().item()
     assert gap < 0.005, f"quoted {quoted}, actual {[round(a, 2) for a in actual.tolist()]}"
 
 
+actual = [round(w, 2) for w in torch.softmax(torch.tensor([2.0, 0.2, 1.0]), 0).tolist()]
+assert actual == [0.65, 0.11, 0.24]  # the values the text gives
 verdict("hand-computed softmax", check_quoted_weights, [0.62, 0.10, 0.28],
         [round(w, 3) for w in torch.softmax(torch.tensor([2.0, 0.2, 1.0]), 0).tolist()])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Misreadings of the text | 对原文的误读
 #
 # Some errors are in the prose rather than the code. Each is followed by what the paper (or a
@@ -566,20 +588,26 @@ verdict("hand-computed softmax", check_quoted_weights, [0.62, 0.10, 0.28],
 # |---|---|
 # | the Transformer uses convolutional networks as its building block | Section 2 names ByteNet and ConvS2S as convolutional predecessors; the Transformer has neither recurrence nor convolution |
 # | attention scores are `vᵀ tanh(W₁Q + W₂K + b)` | that is additive (Bahdanau) attention, which the paper mentions as the alternative it did *not* use; the Transformer uses scaled dot products |
-# | an RNN needs `O(1)` memory | at inference it keeps one state; training must store a state per step: notebook 01 measured the LSTM's activation memory growing linearly in `n` |
-# | dropout is applied to the attention weights | the paper describes dropout on each sub-layer's output and on the embedding sums (P_drop = 0.1); the package's `attn_dropout` defaults to 0 |
-# | sinusoids let a model trained on 512 tokens run on 1024 | the table extends to any length, but the paper only says they *may* help extrapolate; notebook 04 shows learned tables stop at `max_len`, notebook 07 measures quality by length |
-# | a model without residual connections or LayerNorm (one note's "Transformer" stacks attention and linear layers only) | each sub-layer is `LayerNorm(x + Sublayer(x))`; notebook 05 shows how much the normalisation placement alone changes gradients |
+# | an RNN needs `O(1)` memory | at inference it keeps one state; training must store a state per step: [notebook 01, "Time and memory on this machine"](01_background.ipynb#time-and-memory-on-this-machine--实测时间与内存) measured the LSTM's activation memory growing linearly in `n` |
+# | dropout is applied to the attention weights | the paper describes dropout on each sub-layer's output and on the embedding sums (P_drop = 0.1); the package's `attn_dropout` defaults to 0 (checked below) |
+# | sinusoids let a model trained on 512 tokens run on 1024 | the table extends to any length, but the paper only says they *may* help extrapolate; [notebook 04, "Learned embeddings versus sinusoids"](04_positional_encoding.ipynb#learned-embeddings-versus-sinusoids-table-3-row-e--可学习位置嵌入与正弦编码) shows learned tables stop at `max_len`; [notebook 07, "Quality by sentence length"](07_results.ipynb#quality-by-sentence-length--按句长看质量) measures translation quality by length |
+# | a model without residual connections or LayerNorm (one note's "Transformer" stacks attention and linear layers only) | each sub-layer is `LayerNorm(x + Sublayer(x))`; [notebook 05, "Residual connections and LayerNorm"](05_full_model.ipynb#residual-connections-and-layernorm-post-norm-vs-pre-norm--残差连接与层归一化后置与前置) shows how much the normalisation placement alone changes gradients |
 # | a reference list that gets the paper's author list wrong and repeats entries dozens of times | the authors are Vaswani, Shazeer, Parmar, Uszkoreit, Jones, Gomez, Kaiser and Polosukhin (arXiv:1706.03762): check generated references against the source |
 # | the model is called 变压器 | that word is the electrical transformer; Chinese texts usually keep the English name "Transformer" |
 #
 # **Takeaway:** read the paper, then test the property; a plausible sentence in a summary is not
 # evidence.
 
-# %% [markdown]
+# %% slideshow={"slide_type": "-"}
+default_attn_dropout = TransformerConfig.__dataclass_fields__["attn_dropout"].default
+base_attn_dropout = TransformerConfig.from_preset("base").attn_dropout
+print(f"the package's attn_dropout: default {default_attn_dropout}, base preset {base_attn_dropout}")
+assert default_attn_dropout == base_attn_dropout == 0.0  # as the table says
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary | 总结
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
 summary = pd.DataFrame(results)
 print(f"{len(summary)} misreadings, each failing a check the package passes:")
@@ -587,7 +615,17 @@ print(summary.to_string(index=False))
 assert summary["misreading fails"].all() and summary["package passes"].all()
 assert len(summary) >= 15
 
-# %% [markdown]
+# %% slideshow={"slide_type": "subslide"}
+slowest = max(check_seconds, key=check_seconds.get)
+display(Markdown(
+    f"The code above reproduces {len(summary)} misreadings, each caught by one of "
+    f"{summary['check'].nunique()} different checks; the table of misreadings of the text adds "
+    "those that are not code. On the package's implementation the "
+    f"slowest check, `{slowest}`, took {1e3 * check_seconds[slowest]:.0f} ms on this machine, "
+    f"and all {len(check_seconds)}, each run once, {1e3 * sum(check_seconds.values()):.0f} ms "
+    "in total."))
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises | 练习
 #
 # 1. Write `check_causal` for the package's full `Transformer` (change one target token, compare
@@ -596,4 +634,6 @@ assert len(summary) >= 15
 #    from the paper's table without comparing to the formula directly (hint: how similar are
 #    `PE(0)` and `PE(600)`?).
 # 3. Find a misreading in these notebooks' own simplifications (for example, the hand-built
-#    pronoun example in notebook 02) and write the check that would expose it.
+#    pronoun example in
+#    [notebook 02, "It was too tired / too wide"](02_attention.ipynb#it-was-too-tired--too-wide-what-attention-computes--指代消解的例子))
+#    and write the check that would expose it.

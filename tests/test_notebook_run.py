@@ -14,7 +14,7 @@ from transformer.data import load_dataset
 def tiny_setup(tmp_path, monkeypatch):
     dataset = load_dataset("numbers", n_train=300, n_val=50, n_test=50)
     monkeypatch.setenv(reproduce.RUNS_DIR_ENV, str(tmp_path))
-    monkeypatch.setitem(notebook._DATA_CACHE, None, (dataset, "numbers"))
+    monkeypatch.setitem(notebook._DATA_CACHE, (None, "de", "en"), (dataset, "numbers"))
     settings = dict(preset="tiny", model=dict(dropout=0.0), max_tokens=256, tokens_per_step=None,
                     warmup=10, max_steps=3, log_every=1, eval_every=None, save_every=1,
                     save_every_minutes=None, keep_last=2, progress=False)
@@ -54,3 +54,13 @@ def test_partial_run_is_not_finished(tiny_setup):
     run = notebook.notebook_run("cpu")
     (run.run_dir / "summary.json").unlink()
     assert notebook.run_status(notebook.notebook_config("cpu", dataset))[0] == "partial"
+
+
+def test_variant_has_its_own_run(tiny_setup):
+    plain = notebook.notebook_run("cpu")
+    twin = notebook.notebook_run("cpu", model={"label_smoothing": 0.0})
+    assert not twin.reused and twin.run_dir != plain.run_dir
+    assert twin.run_dir.name.endswith("-label_smoothing0.0")
+    assert twin.model.config.label_smoothing == 0.0
+    assert plain.model.config.label_smoothing == 0.1
+    assert notebook.notebook_run("cpu").reused  # the variant did not disturb the plain run

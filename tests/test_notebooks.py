@@ -78,3 +78,45 @@ def test_headings_carry_chinese_terms(source):
                               and CJK.search(match.group(2).rsplit(" | ", 1)[1])):
                 bad.append(line)
     assert not bad, f"{source.name}: headings without ' | <中文术语>': {bad}"
+
+
+def _execute_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("notebook_execute", NOTEBOOKS / "execute.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tidy_keeps_what_a_terminal_shows():
+    import nbformat
+
+    execute = _execute_module()
+    assert execute.final_text("\r 10%\r 50%\r100%|done\n") == "100%|done\n"
+    assert execute.final_text("a\r\nb\n") == "a\nb\n"
+    cell = nbformat.v4.new_code_cell("train()")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=t)
+                    for t in ("\r  0%", "\r 50%", "\r100%")]
+    cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text="val 3.2\n"))
+    cell.outputs.append(nbformat.v4.new_output("stream", name="stderr", text="\r\n"))
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    assert execute.tidy_outputs(notebook) == 3
+    assert [(o.name, o.text) for o in notebook.cells[0].outputs] == [
+        ("stderr", "100%"), ("stdout", "val 3.2\n")]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=ids)
+def test_stored_outputs_are_tidy(source):
+    """Progress bars are stored as a terminal would finally show them (notebooks/execute.py)."""
+    _, ipynb = _paired(source)
+    redrawn = [i for i, cell in enumerate(ipynb.cells) if cell.cell_type == "code"
+               for o in cell.get("outputs", [])
+               if o.output_type == "stream" and re.search(r"\r(?!\n)", o.text)]
+    assert not redrawn, (f"{source.name}: cells {sorted(set(redrawn))} store every redraw of a "
+                         f"progress bar; run `python execute.py --tidy-only {ipynb_name(source)}` "
+                         "in notebooks/")
+
+
+def ipynb_name(source: Path) -> str:
+    return source.with_suffix(".ipynb").name

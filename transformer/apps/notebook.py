@@ -39,20 +39,23 @@ _VOLATILE = {"run_dir", "overwrite", "resume", "progress", "data_dir"}
 _DATA_CACHE: dict = {}
 
 
-def notebook_dataset(data_dir=None):
-    """``(dataset, note)``: Multi30k de->en when available, else the numbers task (cached)."""
-    key = None if data_dir is None else str(data_dir)
+def notebook_dataset(data_dir=None, src="de", tgt="en"):
+    """``(dataset, note)``: Multi30k src->tgt when available, else the numbers task (cached)."""
+    key = (None if data_dir is None else str(data_dir), src, tgt)
     if key not in _DATA_CACHE:
-        _DATA_CACHE[key] = pick_data(data_dir)
+        _DATA_CACHE[key] = pick_data(data_dir, src, tgt)
     return _DATA_CACHE[key]
 
 
-def notebook_config(profile: str, dataset, data_dir=None) -> TrainConfig:
-    """The training settings of the notebook run of ``profile`` on ``dataset``."""
-    name = f"notebook-{dataset.name}-{dataset.src_lang}-{dataset.tgt_lang}-{profile}"
+def notebook_config(profile: str, dataset, data_dir=None, model=None) -> TrainConfig:
+    """The training settings of the notebook run of ``profile`` on ``dataset``; ``model``
+    changes model settings (``{"label_smoothing": 0.0}``), and the run directory's name says
+    which."""
+    variant = "".join(f"-{k}{v}" for k, v in sorted((model or {}).items()))
+    name = f"notebook-{dataset.name}-{dataset.src_lang}-{dataset.tgt_lang}-{profile}{variant}"
     return RECIPES[f"notebook-{profile}"].config(
         dataset=dataset.name, src=dataset.src_lang, tgt=dataset.tgt_lang,
-        data_dir=None if data_dir is None else str(data_dir),
+        data_dir=None if data_dir is None else str(data_dir), model=dict(model or {}),
         run_dir=str(default_runs_dir() / name))
 
 
@@ -105,17 +108,20 @@ class NotebookRun:
         return ckpt.list_checkpoints(self.run_dir)
 
 
-def notebook_run(profile: str | None = None, *, train_if_missing: bool = True,
+def notebook_run(profile: str | None = None, *, src: str = "de", tgt: str = "en",
+                 model: dict | None = None, train_if_missing: bool = True,
                  retrain: bool = False, data_dir=None, device=None) -> NotebookRun:
-    """The notebook model of ``profile`` (default: ``profile.resolve_profile()``).
+    """The notebook model of ``profile`` (default: ``profile.resolve_profile()``), trained
+    ``src`` -> ``tgt``, with the recipe's model settings changed by ``model`` if given (a
+    variant gets its own run directory: notebook 06's ``{"label_smoothing": 0.0}`` twin).
 
     Reuses a finished run; otherwise trains it when ``train_if_missing`` (the gpu profile
     resumes an interrupted run), else raises ``FileNotFoundError`` saying what to run.
     ``retrain=True`` starts afresh even when a finished run exists.
     """
     profile = resolve_profile(profile)
-    dataset, note = notebook_dataset(data_dir)
-    cfg = notebook_config(profile, dataset, data_dir)
+    dataset, note = notebook_dataset(data_dir, src, tgt)
+    cfg = notebook_config(profile, dataset, data_dir, model)
     status, summary = run_status(cfg)
     run_dir = Path(cfg.run_dir)
     if retrain or status != "finished":

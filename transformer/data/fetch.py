@@ -22,7 +22,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # a text bar everywhere: terminals, JupyterLab, stored outputs
 
 MIRROR_ENV = "TRANSFORMER_DATA_MIRROR"
 DATA_DIR_ENV = "TRANSFORMER_DATA_DIR"

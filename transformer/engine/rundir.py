@@ -23,7 +23,7 @@ import socket
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # a text bar everywhere: terminals, JupyterLab, stored outputs
 
 from . import checkpoint as ckpt
 from .runtime import display_path
