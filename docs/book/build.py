@@ -1,0 +1,163 @@
+"""Build the notebooks' website: ``make book`` writes build/book/ (open build/book/index.html).
+
+Stages a Sphinx source folder, build/book-src/, from what the repository already has, then runs
+Sphinx with MyST-NB (configuration: docs/book/conf.py). Nothing is executed: the pages show
+the outputs stored in notebooks/*.ipynb.
+
+- index.md: the landing page, with the paper's map (section -> notebook -> module) taken from
+  README.md and the list of notebooks from notebooks/README.md;
+- NN_name.ipynb: the notebooks, one page each;
+- glossary.md: the glossary of notebooks/README.md;
+- source/: every module of the package as a page, so code references can link to it
+  (codelinks.py).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from sphinx.cmd.build import build_main
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SRC = ROOT / "build" / "book-src"
+OUT = ROOT / "build" / "book"
+NOTEBOOK = re.compile(r"`([0-9]{2}_\w+)`")
+
+sys.path.insert(0, str(HERE))
+from codelinks import definition_label, definitions, module_label  # noqa: E402
+
+
+def section(text: str, heading: str) -> list[str]:
+    """The lines of a Markdown section, from its heading (excluded) to the next of its level."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    level = heading.split(" ")[0] + " "
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(level)),
+               len(lines))
+    return lines[start + 1:end]
+
+
+def table(lines: list[str], header: str) -> list[str]:
+    """The Markdown table whose header row starts with ``header``."""
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    return rows
+
+
+def link_notebooks(row: str) -> str:
+    return NOTEBOOK.sub(lambda m: f"[{m.group(1)}]({m.group(1)}.ipynb)", row)
+
+
+def paper_map(readme: str) -> list[str]:
+    """README's table paper | module | notebook, as paper | notebook | module with links."""
+    rows = table(section(readme, "## Architecture"), "| paper | module | notebook |")
+    out = []
+    for row in rows:
+        paper, module, notebook = [cell.strip() for cell in row.strip("|").split("|")]
+        out.append(link_notebooks(f"| {paper} | {notebook} | {module} |"))
+    return out
+
+
+def index_page() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    notebooks_readme = (ROOT / "notebooks" / "README.md").read_text(encoding="utf-8")
+    intro = section(readme, "# Attention Is All You Need")
+    intro = intro[:next(i for i, line in enumerate(intro) if line.startswith("## "))]
+    listing = table(notebooks_readme.splitlines(), "| # | notebook | topic |")
+    stems = [p.stem for p in sorted(SRC.glob("[0-9][0-9]_*.ipynb"))]
+    return "\n".join([
+        "# Attention Is All You Need, annotated and runnable | 注意力就是你所需要的一切", "",
+        *intro, "",
+        "## The notebooks | 笔记本", "",
+        *[link_notebooks(row) for row in listing], "",
+        "Also: the [glossary](glossary.md) of the paper's terms in English and Chinese, and the",
+        "[package's source](source/index.md). Slides of each notebook: `make slides`.", "",
+        "## The paper's map | 论文地图", "",
+        "Where each part of the paper is taught, and where the package implements it.", "",
+        *paper_map(readme), "",
+        "```{toctree}", ":hidden:", ":maxdepth: 1", "", *stems, "glossary", "source/index",
+        "```", "",
+    ])
+
+
+def glossary_page() -> str:
+    text = (ROOT / "notebooks" / "README.md").read_text(encoding="utf-8")
+    stems = {p.stem[:2]: p.stem for p in SRC.glob("[0-9][0-9]_*.ipynb")}
+
+    def link_where(line: str) -> str:  # the "where" column: 02, 03 -> links to those notebooks
+        if not line.startswith("|") or "---" in line:
+            return line
+        *cells, where, end = line.split("|")
+        where = re.sub(r"\b[0-9]{2}\b",
+                       lambda m: f"[{m[0]}]({stems[m[0]]}.ipynb)" if m[0] in stems else m[0],
+                       where)
+        return "|".join([*cells, where, end])
+
+    body = section(text, "## Glossary")
+    return "\n".join(["# Glossary | 术语表", "",
+                      "The paper's terms, with the notebook that introduces each.", "",
+                      *[link_where(line) for line in body], ""])
+
+
+def fence(code: str) -> str:
+    longest = max((len(m) for m in re.findall(r"`+", code)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def source_page(relpath: str) -> str:
+    """A module's source as code blocks split at its top-level definitions, each with a target."""
+    lines = (ROOT / relpath).read_text(encoding="utf-8").splitlines()
+    starts = sorted((line, name) for name, line in definitions(relpath).items())
+    chunks = [(1, None)] + starts
+    out = [f"({module_label(relpath)})=", f"# {relpath}", ""]
+    for (start, name), (end, _) in zip(chunks, chunks[1:] + [(len(lines) + 1, None)]):
+        code = "\n".join(lines[start - 1:end - 1]).strip("\n")
+        if not code:
+            continue
+        if name is not None:
+            out += [f"({definition_label(relpath, name)})=", ""]
+        marks = fence(code)
+        out += [f"{marks}{{code-block}} python", f":lineno-start: {start}", "", code, marks, ""]
+    return "\n".join(out)
+
+
+def stage() -> None:
+    if SRC.exists():
+        shutil.rmtree(SRC)
+    SRC.mkdir(parents=True)
+    for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        shutil.copy2(notebook, SRC / notebook.name)
+    (SRC / "index.md").write_text(index_page(), encoding="utf-8")
+    (SRC / "glossary.md").write_text(glossary_page(), encoding="utf-8")
+    pages = []
+    for path in sorted((ROOT / "transformer").rglob("*.py")):
+        relpath = path.relative_to(ROOT).as_posix()
+        page = SRC / "source" / relpath.removesuffix(".py")
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.with_suffix(".md").write_text(source_page(relpath), encoding="utf-8")
+        pages.append(page.relative_to(SRC / "source").as_posix())
+    (SRC / "source" / "index.md").write_text("\n".join([
+        "# The package's source | 源代码", "",
+        "Every module of `transformer/`, as the pages link to it.", "",
+        "```{toctree}", ":maxdepth: 1", "", *pages, "```", ""]), encoding="utf-8")
+
+
+def main() -> int:
+    start = time.time()
+    stage()
+    status = build_main(["-b", "html", "-q", "-j", "2", "-c", str(HERE), str(SRC), str(OUT)])
+    print(f"book: {OUT.relative_to(ROOT)}/index.html ({time.time() - start:.0f} s)")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
