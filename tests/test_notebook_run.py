@@ -64,3 +64,23 @@ def test_variant_has_its_own_run(tiny_setup):
     assert twin.model.config.label_smoothing == 0.0
     assert plain.model.config.label_smoothing == 0.1
     assert notebook.notebook_run("cpu").reused  # the variant did not disturb the plain run
+
+
+def test_waits_for_another_process_training_the_same_run(tiny_setup, capsys):
+    """06 and 07 may execute in parallel (make notebooks): the second caller waits, then reuses."""
+    import threading
+    import time
+
+    from transformer.engine.rundir import RunLock
+
+    cfg = notebook.notebook_config("cpu", tiny_setup[0])
+    other = RunLock(cfg.run_dir)
+    other.acquire()  # as if another process were training this run
+    result = {}
+    waiter = threading.Thread(target=lambda: result.update(run=notebook.notebook_run("cpu")))
+    waiter.start()
+    time.sleep(0.5)
+    assert waiter.is_alive() and "waiting for it to end" in capsys.readouterr().out
+    other.release()  # the other process ends (here without finishing: the waiter trains)
+    waiter.join(timeout=60)
+    assert not waiter.is_alive() and result["run"].summary["steps"] == 3

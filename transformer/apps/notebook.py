@@ -5,7 +5,9 @@
 
 Notebook 06 trains this run and notebook 07 evaluates it; both call ``notebook_run`` so they
 agree on the run directory and the settings: the recipe ``notebook-cpu`` or ``notebook-gpu``
-of ``recipes.py`` (where their reasons are written).  A run is *finished* when its
+of ``recipes.py`` (where their reasons are written).  When two processes ask for the same run
+at once (``make notebooks`` executes 06 and 07 in parallel), the second waits for the first to
+finish training it, then reuses it.  A run is *finished* when its
 ``summary.json`` names a checkpoint that exists and its ``config.json`` holds the same training
 settings as asked for now; a finished run is reused, never retrained silently.  On the cpu
 profile a partial or mismatched run is retrained from scratch (it is short); on the gpu
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from ..data import TranslationDataset
 from ..engine import checkpoint as ckpt
-from ..engine.rundir import best_val_step, read_log
+from ..engine.rundir import RunDirBusy, RunLock, best_val_step, read_log
 from ..engine.runtime import display_path
 from ..engine.train import TrainConfig, train
 from ..model import Transformer
@@ -140,7 +142,14 @@ def notebook_run(profile: str | None = None, *, src: str = "de", tgt: str = "en"
             print(f"resuming the interrupted run in {display_path(run_dir)} from "
                   f"{ckpt.latest_checkpoint(run_dir).name}")
         (run_dir / "summary.json").unlink(missing_ok=True)
-        summary = train(cfg, dataset)
+        try:
+            summary = train(cfg, dataset)
+        except RunDirBusy:  # another process trains this very run (06 and 07 run in parallel)
+            print(f"another process is training {display_path(run_dir)}; waiting for it to end")
+            RunLock(run_dir).wait()
+            return notebook_run(profile, src=src, tgt=tgt, model=model,
+                                train_if_missing=train_if_missing, data_dir=data_dir,
+                                device=device)
         reused = False
     else:
         reused = True

@@ -79,6 +79,13 @@ class RunLock:
         self.file = file
         return note
 
+    def wait(self) -> None:
+        """Block until no other process holds the lock (without taking it)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), "r+") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)
+            fcntl.flock(file, fcntl.LOCK_UN)
+
     def release(self) -> None:
         if self.file is not None:
             self._write(self.file, f"released by pid {os.getpid()} at {_now()}")
