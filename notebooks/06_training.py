@@ -62,8 +62,11 @@ from transformer.model import Transformer
 
 PROFILE = resolve_profile()  # "cpu" or "gpu": see the first line of output
 
-print(banner())
+# one thread: this model is too small to gain much from a second, and a run that shares the
+# machine (make notebooks executes two notebooks at once) slows down badly with two
+torch.set_num_threads(1)
 torch.manual_seed(0)
+print(banner())
 pd.set_option("display.width", 120)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -635,7 +638,7 @@ print(f"twin {'reused' if twin.reused else 'trained'} in {twin_seconds:.0f} s; "
 print(smoothing.round(3).to_string())
 smoothed, plain = smoothing.iloc[0], smoothing.iloc[1]
 fair = smoothed["steps"] == plain["steps"]  # the same number of updates (no time-budget cut)
-assert smoothed["mean top-token probability"] < plain["mean top-token probability"]
+assert not fair or smoothed["mean top-token probability"] < plain["mean top-token probability"]
 
 # %% slideshow={"slide_type": "subslide"}
 ppl_worse = smoothed["val perplexity"] > plain["val perplexity"]
