@@ -93,9 +93,14 @@ logging.getLogger("sacrebleu").setLevel(logging.ERROR)
 # `notebook.notebook_run` finds the run that notebook 06 trained (same settings, same run
 # directory under `runs/`) and loads its final checkpoint. On the cpu profile we score the
 # **first 200 sentences** of the Multi30k test set `test_2016_flickr` (of 1,000), to keep this
-# notebook within a few minutes; the gpu profile scores all of them.
+# notebook within a few minutes; the gpu profile scores all of them. The same cell also gets the
+# English → German model that the section on the "too tired / too wide" example uses.
 
 # %% slideshow={"slide_type": "-"}
+# The English -> German model of the pronoun section first: it does not depend on notebook 06,
+# so while 06 may still be training its run (make notebooks executes both at once), this
+# notebook trains its own instead of waiting. Both are reused once they exist.
+ende = notebook.notebook_run(src="en", tgt="de")
 run = notebook.notebook_run(train_if_missing=(PROFILE == "cpu"))
 model, tokenizer, dataset = run.model, run.tokenizer, run.dataset
 device = next(model.parameters()).device
@@ -828,8 +833,9 @@ for row, (token, weights) in enumerate(zip(tgt_tokens, cross_last[sharpest])):
 # where attention from `it` is noise. Here a trained model gets them. English → German makes the
 # question visible in the output: the German pronoun must agree with the noun it stands for,
 # *es* for *das Tier* (the animal), *er* for *der Hund* (the dog), *sie* for *die Straße*
-# (the street). We train the notebook recipe once more in the English → German direction
-# (notebook 06's settings, a run directory of its own, reused once it exists), translate the
+# (the street). The notebook recipe was trained once more in the English → German direction
+# at the top of this notebook (notebook 06's settings, a run directory of its own, reused once
+# it exists); we translate the
 # sentences with beam 4, and read two things: which pronoun the translation uses, and how
 # much encoder self-attention the token `it` gives to each candidate noun, per layer, averaged
 # over the heads. If the model resolved the reference, `it` should lean more towards the
@@ -837,7 +843,6 @@ for row, (token, weights) in enumerate(zip(tgt_tokens, cross_last[sharpest])):
 # minutes on image captions (where `it` is rare) is not expected to do this; we look honestly.
 
 # %% slideshow={"slide_type": "-"}
-ende = notebook.notebook_run(src="en", tgt="de")
 en_model, en_tok = ende.model, ende.tokenizer
 ec = en_model.config
 print(f"English->German model: {ende.summary['steps']:,} steps, {ende.summary['wall_time']:.0f} s "
