@@ -5,5 +5,5 @@
     reproduce.py  make reproduce: train, evaluate, write results/<run>.json
     notebook.py   the notebooks' training run: trained once, reused afterwards
     profile.py    the cpu/gpu profile and the hardware banner
-    viz.py        attention plots (needs the ``plots`` extra: matplotlib, altair, pandas)
+    viz.py        attention plots and an offline altair renderer (the ``plots`` extra)
 """
