@@ -32,7 +32,7 @@ TIMED = start=$$(date +%s); trap 'echo "stage $@: $$(( $$(date +%s) - start )) s
 test: $(STAMP) lint unit notebooks
 
 lint: $(STAMP)
-	@$(TIMED) $(PY) -m ruff check transformer tests tests_browser notebooks bench docs
+	@$(TIMED) $(PY) -m ruff check transformer tests tests_browser notebooks bench docs tools
 
 # two workers (pytest-xdist): 93 s instead of 161 s on the 2-core machine; UNIT_WORKERS=0 for one
 UNIT_WORKERS ?= 2
@@ -51,7 +51,7 @@ notebooks: $(STAMP)
 
 # Re-execute the notebooks and write their outputs (after editing a .py)
 sync: $(STAMP)
-	cd notebooks && ../$(PY) execute.py [0-9]*.py
+	$(PY) tools/execute_notebooks.py notebooks/[0-9]*.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks

@@ -83,7 +83,8 @@ def test_headings_carry_chinese_terms(source):
 def _execute_module():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("notebook_execute", NOTEBOOKS / "execute.py")
+    spec = importlib.util.spec_from_file_location(
+        "execute_notebooks", NOTEBOOKS.parent / "tools" / "execute_notebooks.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -108,14 +109,14 @@ def test_tidy_keeps_what_a_terminal_shows():
 
 @pytest.mark.parametrize("source", SOURCES, ids=ids)
 def test_stored_outputs_are_tidy(source):
-    """Progress bars are stored as a terminal would finally show them (notebooks/execute.py)."""
+    """Progress bars are stored as a terminal finally shows them (tools/execute_notebooks.py)."""
     _, ipynb = _paired(source)
     redrawn = [i for i, cell in enumerate(ipynb.cells) if cell.cell_type == "code"
                for o in cell.get("outputs", [])
                if o.output_type == "stream" and re.search(r"\r(?!\n)", o.text)]
     assert not redrawn, (f"{source.name}: cells {sorted(set(redrawn))} store every redraw of a "
-                         f"progress bar; run `python execute.py --tidy-only {ipynb_name(source)}` "
-                         "in notebooks/")
+                         f"progress bar; run `python tools/execute_notebooks.py --tidy-only "
+                         f"notebooks/{ipynb_name(source)}`")
 
 
 def ipynb_name(source: Path) -> str:

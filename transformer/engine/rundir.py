@@ -206,5 +206,5 @@ class Run:
             (self.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             self.note(f"stopped ({summary['stopped']}) after {summary['steps']} steps, "
                       f"{summary['wall_time']:.0f} s; checkpoint "
-                      f"{display_path(summary['checkpoint'])}")
+                      f"{Path(summary['checkpoint']).name} in {display_path(self.dir)}")
         return summary

@@ -1,7 +1,7 @@
 """Execute notebooks and store their outputs as a reader should see them.
 
-    python execute.py 06_training.py [07_results.py ...]   # execute, sync the .ipynb, tidy
-    python execute.py --tidy-only 06_training.ipynb         # only tidy stored outputs
+    python tools/execute_notebooks.py notebooks/06_training.py [...]   # execute, sync, tidy
+    python tools/execute_notebooks.py --tidy-only notebooks/06_training.ipynb   # only tidy
 
 Executing is ``jupytext --sync --execute``. Tidying then merges each cell's consecutive
 stream outputs and keeps only what a terminal would finally show: a progress bar redrawn
@@ -69,8 +69,8 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     for path in paths:
-        if not tidy_only:
-            status = jupytext(["--sync", "--execute", str(path)])
+        if not tidy_only:  # executed in the notebook's folder, as JupyterLab does
+            status = jupytext(["--sync", "--execute", "--run-path", str(path.parent), str(path)])
             if status:
                 return status
         ipynb = path.with_suffix(".ipynb")
