@@ -1,17 +1,25 @@
-"""Benchmark (not a test): decoding speed on the CPU, with and without the decoder cache.
+"""Benchmark (not a test): decoding speed on the CPU, side by side in one run.
 
-    python bench/bench_decode.py                       # "small" preset, batch 32, 60 steps
-    python bench/bench_decode.py --out                 # also write results/bench_decode_cpu.json
+    python bench/bench_decode.py                  # both parts; trains the small model first
+    python bench/bench_decode.py --checkpoint runs/x/checkpoints/step_00000500.pt
+    python bench/bench_decode.py --out            # also write results/bench_decode_cpu.json
 
-Greedy decoding with the cache feeds one new position per step; without it the decoder reruns
-the whole prefix every step (``greedy_decode(use_cache=False)``), so its cost grows with the
-square of the output length.  Beam search (Section 6.1, beam 4) is timed with the cache.
-Variants run in interleaved rounds; each reports its fastest round (CPUs shared with other
-work make the slower rounds noise).  On a busy machine, ``--threads 1`` is far steadier.
+1. Greedy decoding on the shapes of issue #14: the ``small`` preset (vocab 8000, d_model 256,
+   4 heads, d_ff 1024, 3+3 layers) with random weights, a batch of 32 sources of 30 tokens,
+   30 output tokens each (the EOS logit is zeroed so every row runs the full length):
+   - ``torch.nn.Transformer`` holding the same weights, decoding as its API allows: the memory
+     is encoded once, the decoder reruns the whole prefix at every step, and only the last
+     position is projected to the vocabulary;
+   - the decoder before #14 (``baseline_decoding.py``, frozen);
+   - this package's ``greedy_decode``.
+2. Beam 4 (alpha 0.6), then greedy decoding, over Multi30k's test set (1000 sentences,
+   de->en) with a ``small`` model trained by this script (``--train-steps``, default 400) or
+   given by ``--checkpoint``: the baseline's decoders against this package's, batched as
+   ``translate`` batches (sorted by length, 4000 source tokens per batch).
 
-Every run is forced to the full number of steps: the weights are random and the EOS row of the
-shared embedding / output matrix is zeroed, so EOS always has logit 0 while some of the other
-thousands of logits are positive; EOS is never the best token and never enters a beam.
+Each part runs its variants in interleaved rounds and reports each one's fastest round (other
+work on a shared CPU makes the slower rounds noise); all rounds are in the JSON.  Outputs are
+compared as well as timed: a faster decoder that says something else would not count.
 """
 
 from __future__ import annotations
@@ -20,8 +28,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,10 +35,15 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests")]
+
+import baseline_decoding as baseline  # noqa: E402
+from helpers import copy_into_reference  # noqa: E402  (the converter test_model.py checks)
 
 from transformer import Transformer, TransformerConfig, greedy_decode  # noqa: E402
 from transformer.engine.beam_search import beam_search  # noqa: E402
+from transformer.engine.evaluate import length_batches  # noqa: E402
+from transformer.engine.runtime import git_commit  # noqa: E402
 
 
 def provenance() -> dict:
@@ -44,13 +55,8 @@ def provenance() -> dict:
                 break
     except OSError:
         pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None  # not a checkout, or no commit yet
     return {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu,
-            "threads": torch.get_num_threads(), "commit": commit,
+            "cores": os.cpu_count(), "threads": torch.get_num_threads(), "commit": git_commit(),
             "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
 
@@ -69,72 +75,168 @@ def timed(runs: dict, repeats: int) -> tuple[dict, dict]:
     return times, results
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="small")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--src-len", type=int, default=30)
-    p.add_argument("--steps", type=int, default=60, help="output tokens per sentence")
-    p.add_argument("--beam", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--out", nargs="?", const=str(ROOT / "results" / "bench_decode_cpu.json"),
-                   default=None, help="write JSON here (default path if no value)")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+# ---- part 1: greedy decoding against torch.nn.Transformer ----------------------------------
 
+@torch.no_grad()
+def torch_greedy(model: Transformer, ref: torch.nn.Transformer, src, steps: int):
+    """Greedy decoding with ``nn.Transformer`` (our weights): the encoder once, then the decoder
+    over the whole prefix at every step (its API has no cache); logits of the last position."""
+    c = model.config
+    pad = src == c.pad_id
+    memory = ref.encoder(model.embed(src, model.src_embed, model.src_pos),
+                         src_key_padding_mask=pad)
+    ys = torch.full((src.size(0), 1), c.bos_id, dtype=torch.long)
+    for _ in range(steps):
+        causal = torch.nn.Transformer.generate_square_subsequent_mask(ys.size(1))
+        y = ref.decoder(model.embed(ys, model.tgt_embed, model.tgt_pos), memory, tgt_mask=causal,
+                        tgt_is_causal=True, memory_key_padding_mask=pad)
+        logits = model.project(y[:, -1])
+        logits[:, [c.pad_id, c.bos_id]] = float("-inf")
+        ys = torch.cat([ys, logits.argmax(-1, keepdim=True)], dim=1)
+    return ys[:, 1:]
+
+
+def greedy_part(args) -> dict:
     torch.manual_seed(0)
-    config = TransformerConfig.from_preset(args.preset, dropout=0.0)
+    config = TransformerConfig.from_preset("small", dropout=0.0)
     model = Transformer(config).eval()
     with torch.no_grad():  # EOS logit = 0 < max of the others: every output runs full length
         model.tgt_embed.weight[config.eos_id].zero_()
-        if model.generator is not None:
-            model.generator.weight[config.eos_id].zero_()
+    ref = copy_into_reference(model).eval()
     src = torch.randint(4, config.src_vocab_size, (args.batch, args.src_len))
     src[:, -1] = config.eos_id
-    info = {"preset": args.preset, "params": model.num_parameters(), "batch": args.batch,
-            "src_len": args.src_len, "steps": args.steps, "beam": args.beam,
-            "repeats": args.repeats, **provenance()}
-    print(" ".join(f"{k}={v}" for k, v in info.items()))
-
+    n = args.steps
     with torch.inference_mode():
         times, out = timed({
-            "greedy_cached": lambda: greedy_decode(model, src, max_len=args.steps),
-            "greedy_uncached": lambda: greedy_decode(model, src, max_len=args.steps,
-                                                     use_cache=False),
-            "beam": lambda: beam_search(model, src, beam_size=args.beam, max_len=args.steps),
+            "torch.nn.Transformer": lambda: torch_greedy(model, ref, src, n),
+            "baseline (before #14)": lambda: baseline.greedy_decode(model, src, n),
+            "this package": lambda: greedy_decode(model, src, max_len=n),
         }, args.repeats)
-    out_c, out_f = out["greedy_cached"], out["greedy_uncached"]
-    assert out_c.shape == (args.batch, args.steps) and not (out_c == config.eos_id).any()
-    assert all(len(h) == args.steps for h in out["beam"])
-    agree = (out_c == out_f).float().mean().item()
-    # the fastest of the rounds: the least disturbed by other work on a shared machine
-    t_cached, t_full, t_beam = (min(times[k]) for k in ("greedy_cached", "greedy_uncached", "beam"))
+    ours = out["this package"]
+    assert ours.shape == (args.batch, n) and not (ours == config.eos_id).any()
+    best = {k: min(v) for k, v in times.items()}
+    tokens = args.batch * n
+    print(f"\n1. greedy: small preset ({model.num_parameters() / 1e6:.2f}M parameters), batch "
+          f"{args.batch}, source {args.src_len} tokens, {n} output tokens per row")
+    for name, sec in best.items():
+        agree = (out[name] == ours).float().mean().item()
+        print(f"   {name:22s} {sec:7.3f} s  {tokens / sec:8.0f} tokens/s   "
+              f"{best[name] / best['this package']:5.2f}x this package's time   "
+              f"token agreement with this package {agree:.4f}")
+    return {"batch": args.batch, "src_len": args.src_len, "steps": n,
+            "params": model.num_parameters(), "seconds": best, "all_times_s": times,
+            "agreement_with_this_package": {k: (v == ours).float().mean().item()
+                                            for k, v in out.items()},
+            "speedup_vs_torch": best["torch.nn.Transformer"] / best["this package"],
+            "speedup_vs_baseline": best["baseline (before #14)"] / best["this package"]}
 
-    tokens = args.batch * args.steps
-    results = {
-        **info,
-        "greedy_cached_s": t_cached, "greedy_uncached_s": t_full,
-        "cache_speedup": t_full / t_cached, "cached_uncached_token_agreement": agree,
-        "greedy_cached_tokens_per_s": tokens / t_cached,
-        "greedy_uncached_tokens_per_s": tokens / t_full,
-        "beam_s": t_beam, "beam_sentences_per_s": args.batch / t_beam,
-        "beam_tokens_per_s": tokens / t_beam, "beam_over_greedy": t_beam / t_cached,
-        "timing": "min over rounds", "all_times_s": times,
-        "median_cache_speedup": statistics.median(times["greedy_uncached"])
-        / statistics.median(times["greedy_cached"]),
+
+# ---- part 2: beam search over Multi30k's test set ------------------------------------------
+
+def trained_model(args):
+    """``(model, dataset, checkpoint path)``: ``--checkpoint``'s, or a small model trained now."""
+    from transformer.engine.evaluate import checkpoint_and_data
+    from transformer.engine.train import TrainConfig, train
+
+    path = args.checkpoint
+    if path is None:
+        run_dir = ROOT / "runs" / "bench-decode-small"
+        cfg = TrainConfig(dataset="multi30k", src="de", tgt="en", preset="small",
+                          max_tokens=2048, tokens_per_step=2048, warmup=400,
+                          max_steps=args.train_steps, eval_every=None, save_every=None,
+                          save_every_minutes=None, keep_last=1, run_dir=str(run_dir),
+                          overwrite=True, progress=False)
+        print(f"\n2. training the small preset for {args.train_steps} steps (--checkpoint skips "
+              "this)")
+        path = train(cfg)["checkpoint"]
+    model, dataset = checkpoint_and_data(path, device="cpu")
+    return model.eval(), dataset, Path(path)
+
+
+def batched(search, model, tokenizer, sentences, max_tokens=4000):
+    """Token ids per sentence from ``search(model, src)``, batched as ``translate`` does."""
+    c = model.config
+    ids = [tokenizer.encode(s) + [c.eos_id] for s in sentences]
+    out = [None] * len(ids)
+    for batch in length_batches([len(x) for x in ids], max_tokens):
+        src = torch.full((len(batch), len(ids[batch[0]])), c.pad_id, dtype=torch.long)
+        for row, i in enumerate(batch):
+            src[row, : len(ids[i])] = torch.tensor(ids[i])
+        for i, hyp in zip(batch, search(model, src)):
+            out[i] = hyp
+    return out
+
+
+def beam_part(args) -> dict:
+    model, dataset, path = trained_model(args)
+    split = dataset.resolve("test")
+    sources = list(dataset.texts(split)[0])
+    tok, K = dataset.tokenizer, args.beam
+    def greedy(decode):  # token ids up to EOS, as translate's beam_size=1 path keeps them
+        return lambda m, s: [strip(row, m.config.eos_id) for row in
+                             decode(m, s, s.size(1) + 50).tolist()]
+
+    runs = {  # name -> (baseline, this package)
+        f"beam {K}": (lambda m, s: baseline.beam_search(m, s, beam_size=K),
+                      lambda m, s: beam_search(m, s, beam_size=K)),
+        "greedy": (greedy(baseline.greedy_decode),
+                   greedy(lambda m, s, n: greedy_decode(m, s, max_len=n))),
     }
-    print(f"greedy, cache     : {t_cached:7.3f} s  {tokens / t_cached:8.0f} tokens/s")
-    print(f"greedy, no cache  : {t_full:7.3f} s  {tokens / t_full:8.0f} tokens/s")
-    print(f"cache speed-up    : {t_full / t_cached:7.2f}x  (token agreement {agree:.4f})")
-    print(f"beam {args.beam}, cache     : {t_beam:7.3f} s  {args.batch / t_beam:8.1f} sentences/s "
-          f"{tokens / t_beam:8.0f} output tokens/s  ({t_beam / t_cached:.1f}x greedy)")
+    print(f"\n2. {dataset.name} {split}, {len(sources)} sentences, small model {path.name}, "
+          "batched as translate does")
+    result = {"dataset": dataset.name, "split": split, "sentences": len(sources),
+              "checkpoint": path.name}
+    for label, (old, new) in runs.items():
+        with torch.inference_mode():
+            times, out = timed({
+                "baseline (before #14)": lambda old=old: batched(old, model, tok, sources),
+                "this package": lambda new=new: batched(new, model, tok, sources),
+            }, args.repeats)
+        best = {k: min(v) for k, v in times.items()}
+        same = sum(a == b for a, b in zip(out["baseline (before #14)"], out["this package"]))
+        print(f"   {label}:")
+        for name, sec in best.items():
+            print(f"   {name:22s} {sec:7.3f} s  {len(sources) / sec:7.1f} sentences/s   "
+                  f"{best[name] / best['this package']:5.2f}x this package's time")
+        print(f"   identical outputs: {same} of {len(sources)} sentences")
+        result[label.replace(" ", "")] = {
+            "seconds": best, "all_times_s": times, "identical_outputs": same,
+            "output_tokens": sum(len(h) for h in out["this package"]),
+            "speedup_vs_baseline": best["baseline (before #14)"] / best["this package"]}
+    return result
+
+
+def strip(row: list[int], eos: int) -> list[int]:
+    return row[: row.index(eos)] if eos in row else row
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--src-len", type=int, default=30)
+    p.add_argument("--steps", type=int, default=30, help="greedy output tokens per sentence")
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (CI's machine: 2)")
+    p.add_argument("--checkpoint", default=None, help="a trained small model for part 2")
+    p.add_argument("--train-steps", type=int, default=400)
+    p.add_argument("--only", choices=["greedy", "beam"], default=None)
+    p.add_argument("--out", nargs="?", const=str(ROOT / "results" / "bench_decode_cpu.json"),
+                   default=None, help="write JSON here (default path if no value)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    results = {"provenance": provenance(), "timing": "fastest of the rounds",
+               "repeats": args.repeats}
+    print(" ".join(f"{k}={v}" for k, v in results["provenance"].items()))
+    if args.only != "beam":
+        results["greedy"] = greedy_part(args)
+    if args.only != "greedy":
+        results["beam"] = beam_part(args)
     if args.out:
         path = Path(args.out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {path}")
+        path.write_text(json.dumps(results, indent=2, default=float) + "\n")
+        print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return results
 
 

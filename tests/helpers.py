@@ -1,7 +1,12 @@
-"""Builders shared by several test files (and by the processes that tests spawn)."""
+"""Builders shared by several test files (and by the processes that tests spawn), and the
+converter to ``torch.nn.Transformer`` that test_model.py checks and bench/bench_decode.py uses."""
 
 from __future__ import annotations
 
+import torch
+from torch import nn
+
+from transformer import Transformer
 from transformer.engine.train import TrainConfig
 
 
@@ -12,3 +17,39 @@ def tiny_train_config(run_dir, **fields) -> TrainConfig:
                 tokens_per_step=None, warmup=50, lr_scale=0.25, log_every=10, eval_every=None,
                 save_every_minutes=None, run_dir=str(run_dir), progress=False)
     return TrainConfig(**{**base, **fields})
+
+
+def copy_into_reference(model: Transformer) -> nn.Transformer:
+    """A torch.nn.Transformer holding exactly our weights (batch_first, ReLU)."""
+    c = model.config
+    ref = nn.Transformer(c.d_model, c.n_heads, c.n_layers, c.n_layers, c.d_ff, dropout=0.0,
+                         batch_first=True, norm_first=c.norm_first)
+
+    def attn(dst, src):
+        dst.in_proj_weight.copy_(torch.cat([src.w_q.weight, src.w_k.weight, src.w_v.weight]))
+        dst.in_proj_bias.copy_(torch.cat([src.w_q.bias, src.w_k.bias, src.w_v.bias]))
+        dst.out_proj.load_state_dict(src.w_o.state_dict())
+
+    def ffn(dst, src):
+        dst.linear1.load_state_dict(src.ffn.w_1.state_dict())
+        dst.linear2.load_state_dict(src.ffn.w_2.state_dict())
+
+    with torch.no_grad():
+        for dst, src in zip(ref.encoder.layers, model.encoder):
+            attn(dst.self_attn, src.self_attn)
+            ffn(dst, src)
+            dst.norm1.load_state_dict(src.res_attn.norm.state_dict())
+            dst.norm2.load_state_dict(src.res_ffn.norm.state_dict())
+        for dst, src in zip(ref.decoder.layers, model.decoder):
+            attn(dst.self_attn, src.self_attn)
+            attn(dst.multihead_attn, src.cross_attn)
+            ffn(dst, src)
+            dst.norm1.load_state_dict(src.res_self.norm.state_dict())
+            dst.norm2.load_state_dict(src.res_cross.norm.state_dict())
+            dst.norm3.load_state_dict(src.res_ffn.norm.state_dict())
+        if c.norm_first:
+            ref.encoder.norm.load_state_dict(model.encoder_norm.state_dict())
+            ref.decoder.norm.load_state_dict(model.decoder_norm.state_dict())
+        else:  # the paper's post-norm stacks end with the last layer's own LayerNorm
+            ref.encoder.norm = ref.decoder.norm = None
+    return ref

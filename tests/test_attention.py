@@ -1,6 +1,7 @@
 """The explicit attention (for teaching) and the fused path (for training) agree."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -111,14 +112,29 @@ def test_multi_head_matches_torch_multihead_attention():
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_cached_self_attention_equals_full():
+def test_one_position_at_a_time_equals_causal_attention():
+    """self_attend_step (one query, its key and value written into a buffer in place, the
+    stacked W^Q W^K W^V) gives the rows of full causal self-attention."""
     torch.manual_seed(0)
-    mha = MultiHeadAttention(d_model=16, n_heads=2, d_k=8, d_v=8).eval()
-    x = torch.randn(2, 6, 16)
+    mha = MultiHeadAttention(d_model=16, n_heads=2, d_k=8, d_v=4).eval()
+    x = torch.randn(3, 6, 16)
     full, _ = mha(x, x, x, is_causal=True)
-    cache, steps = {}, []
-    for t in range(6):
-        step = x[:, t:t + 1]
-        out, _ = mha(step, step, step, is_causal=True, cache=cache)
-        steps.append(out)
+    weight, bias = mha.fused_qkv()
+    kv = SimpleNamespace(qkv_weight=weight, qkv_bias=bias, k=torch.empty(3, 2, 6, 8),
+                         v=torch.empty(3, 2, 6, 4))
+    steps = [mha.self_attend_step(x[:, t:t + 1], kv, t) for t in range(6)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_inference_projection_in_one_product_changes_nothing():
+    """In eval mode self-attention projects Q, K, V with one stacked matrix; training keeps the
+    three parameters and three products.  Same numbers either way (no dropout here)."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(d_model=16, n_heads=4, d_k=4, d_v=6, dropout=0.0)
+    x = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        separate, _ = mha.train()(x, x, x, is_causal=True)
+        fused, _ = mha.eval()(x, x, x, is_causal=True)
+    torch.testing.assert_close(fused, separate, atol=1e-6, rtol=1e-6)
+    assert {n for n, _ in mha.named_parameters()} == {
+        f"{w}.{p}" for w in ("w_q", "w_k", "w_v", "w_o") for p in ("weight", "bias")}

@@ -39,10 +39,15 @@ class MarkovModel(nn.Module):
     def padding_mask(self, src):
         return (src != PAD)[:, None, None, :]
 
-    def new_cache(self):
-        return SimpleNamespace(reorder=lambda index, cross=True: None)  # nothing to keep: Markov
+    def new_cache(self, memory, src_mask, rows=None, capacity=64, compile=False):
+        # nothing to keep: the next token depends on the last one only
+        return SimpleNamespace(static=False, reorder=lambda index, sentences=None: None)
 
-    def decode(self, tgt_in, memory, src_mask, cache=None):
+    def decode_step(self, tokens, cache):  # the cached path: the latest token of every row
+        self.calls += 1
+        return self.logp[tokens]  # (N, V)
+
+    def decode(self, tgt_in, memory, src_mask):  # the uncached path: every prefix in full
         self.calls += 1
         self.prefixes += tgt_in.tolist()
         return self.logp[tgt_in]  # (B, T, V)

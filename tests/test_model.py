@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import copy_into_reference
 from torch import nn
 
 from transformer import Transformer, TransformerConfig, greedy_decode
@@ -23,42 +24,6 @@ def batch(seed=0, b=3, s=9, t=7):
     tgt_in = torch.randint(4, V, (b, t), generator=g)
     tgt_in[:, 0] = 1  # BOS
     return src, tgt_in
-
-
-def copy_into_reference(model: Transformer) -> nn.Transformer:
-    """A torch.nn.Transformer holding exactly our weights (batch_first, ReLU)."""
-    c = model.config
-    ref = nn.Transformer(c.d_model, c.n_heads, c.n_layers, c.n_layers, c.d_ff, dropout=0.0,
-                         batch_first=True, norm_first=c.norm_first)
-
-    def attn(dst, src):
-        dst.in_proj_weight.copy_(torch.cat([src.w_q.weight, src.w_k.weight, src.w_v.weight]))
-        dst.in_proj_bias.copy_(torch.cat([src.w_q.bias, src.w_k.bias, src.w_v.bias]))
-        dst.out_proj.load_state_dict(src.w_o.state_dict())
-
-    def ffn(dst, src):
-        dst.linear1.load_state_dict(src.ffn.w_1.state_dict())
-        dst.linear2.load_state_dict(src.ffn.w_2.state_dict())
-
-    with torch.no_grad():
-        for dst, src in zip(ref.encoder.layers, model.encoder):
-            attn(dst.self_attn, src.self_attn)
-            ffn(dst, src)
-            dst.norm1.load_state_dict(src.res_attn.norm.state_dict())
-            dst.norm2.load_state_dict(src.res_ffn.norm.state_dict())
-        for dst, src in zip(ref.decoder.layers, model.decoder):
-            attn(dst.self_attn, src.self_attn)
-            attn(dst.multihead_attn, src.cross_attn)
-            ffn(dst, src)
-            dst.norm1.load_state_dict(src.res_self.norm.state_dict())
-            dst.norm2.load_state_dict(src.res_cross.norm.state_dict())
-            dst.norm3.load_state_dict(src.res_ffn.norm.state_dict())
-        if c.norm_first:
-            ref.encoder.norm.load_state_dict(model.encoder_norm.state_dict())
-            ref.decoder.norm.load_state_dict(model.decoder_norm.state_dict())
-        else:  # the paper's post-norm stacks end with the last layer's own LayerNorm
-            ref.encoder.norm = ref.decoder.norm = None
-    return ref
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # nested-tensor notices from torch
@@ -119,19 +84,6 @@ def test_three_way_weight_tying():
     untied = Transformer(small_config(share_embeddings=False, tgt_vocab_size=60))
     assert untied.src_embed.weight is not untied.tgt_embed.weight
     assert untied(*batch()).shape == (3, 7, 60)
-
-
-@pytest.mark.parametrize("positional", ["sinusoidal", "learned"])
-def test_cached_decoding_equals_full_decoding(positional):
-    torch.manual_seed(0)
-    model = Transformer(small_config(positional=positional)).eval()
-    src, tgt_in = batch()
-    with torch.no_grad():
-        full = model(src, tgt_in)
-        memory, mask, cache = model.encode(src), model.padding_mask(src), model.new_cache()
-        steps = [model.decode(tgt_in[:, t:t + 1], memory, mask, cache) for t in range(7)]
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
-    assert cache.offset == 7
 
 
 def test_attention_maps_are_distributions_over_real_keys():

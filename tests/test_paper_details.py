@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from transformer import Transformer, TransformerConfig
-from transformer.engine.loss import nll_sum, token_losses
+from transformer.engine.loss import label_smoothed_cross_entropy, nll_sum, token_losses
 from transformer.model.positional import SinusoidalPositionalEncoding, sinusoidal_table
 
 
@@ -138,3 +138,37 @@ def test_loss_of_bf16_logits_is_float32_without_autocast_too():
         float32_reference(logits, tgt_out, cfg, cfg.label_smoothing).item(), rel=1e-6)
     assert nll.item() == pytest.approx(float32_reference(logits, tgt_out, cfg, 0.0).item(),
                                        rel=1e-6)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
+def test_fused_loss_and_its_gradient_equal_torch_cross_entropy(eps):
+    """label_smoothed_cross_entropy writes the gradient out by hand: value and gradient against
+    F.cross_entropy(label_smoothing=eps), and the gradient against central differences."""
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(12, 30, generator=g, dtype=torch.float64) * 3).requires_grad_()
+    target = torch.randint(4, 30, (12,), generator=g)
+    target[[2, 7]] = 0  # ignored rows get no gradient
+    ours = label_smoothed_cross_entropy(logits, target, eps, 0)
+    (grad,) = torch.autograd.grad(2.5 * ours, logits)
+    ref = F.cross_entropy(logits, target, ignore_index=0, label_smoothing=eps, reduction="sum")
+    (ref_grad,) = torch.autograd.grad(2.5 * ref, logits)
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
+    torch.testing.assert_close(grad, ref_grad, atol=1e-12, rtol=1e-12)
+    assert (grad[[2, 7]] == 0).all()
+    x, h = logits.detach(), 1e-6
+    for i, j in [(0, 3), (1, int(target[1])), (5, 29), (11, 0)]:  # central differences
+        plus, minus = x.clone(), x.clone()
+        plus[i, j] += h
+        minus[i, j] -= h
+        numeric = (label_smoothed_cross_entropy(plus, target, eps, 0)
+                   - label_smoothed_cross_entropy(minus, target, eps, 0)) / (2 * h)
+        assert 2.5 * numeric.item() == pytest.approx(grad[i, j].item(), abs=1e-7)
+
+
+def test_fused_loss_refuses_a_second_backward():
+    """Its backward reuses the saved softmax in place: a second one must fail, not mislead."""
+    logits = torch.randn(4, 9, requires_grad=True)
+    loss = label_smoothed_cross_entropy(logits, torch.tensor([5, 0, 6, 7]), 0.1, 0)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

@@ -29,6 +29,19 @@ class WordTokenizer:
         return " ".join(str(i - 4) for i in ids if i >= 4)
 
 
+class CopyCache:
+    """CopyModel's decoder cache: the sources of the sentences still decoded, and the step."""
+
+    static = False
+
+    def __init__(self, src):
+        self.src, self.length = src, 0
+
+    def reorder(self, index, sentences=None):
+        if sentences is not None:
+            self.src = self.src[sentences]
+
+
 class CopyModel(nn.Module):
     """Predicts source token t at output position t (EOS past the source), with logit 10."""
 
@@ -45,17 +58,22 @@ class CopyModel(nn.Module):
     def padding_mask(self, src):
         return (src != PAD)[:, None, None, :]
 
-    def new_cache(self):
-        return SimpleNamespace(offset=0, reorder=lambda index, cross=True: None)
+    def new_cache(self, memory, src_mask, rows=None, capacity=64, compile=False):
+        return CopyCache(memory[:, :, 0].long())
 
-    def decode(self, tgt_in, memory, src_mask, cache=None):
+    def decode_step(self, tokens, cache):  # N = B * g rows: g rows per source sentence
+        n, b = tokens.size(0), cache.src.size(0)
+        src = torch.cat([cache.src, torch.full((b, 1), PAD)], dim=1)  # room to run past it
+        target = src[:, min(cache.length, src.size(1) - 1)].repeat_interleave(n // b)
+        cache.length += 1
+        target = target.masked_fill(target == PAD, EOS)
+        return CONFIDENCE * nn.functional.one_hot(target, self.vocab_size).float()
+
+    def decode(self, tgt_in, memory, src_mask):
         b, t = tgt_in.shape
-        offset = 0 if cache is None else cache.offset
-        if cache is not None:
-            cache.offset += t
         src = memory[:, :, 0].long()
-        src = torch.cat([src, torch.full((b, offset + t), PAD)], dim=1)  # room to run past it
-        target = src[:, offset : offset + t]
+        src = torch.cat([src, torch.full((b, t), PAD)], dim=1)  # room to run past it
+        target = src[:, :t]
         target = target.masked_fill(target == PAD, EOS)
         return CONFIDENCE * nn.functional.one_hot(target, self.vocab_size).float()
 

@@ -9,7 +9,9 @@ Finished hypotheses are ranked by (Wu et al., 2016)
 
 with |Y| the number of generated tokens, EOS included.  All B source rows are searched at once
 as B*K decoder rows (K = beam_size) sharing one ``DecoderCache``, so a step feeds one token per
-row.  At every step, for each source row:
+row; the K beams of a sentence share its encoder-decoder keys and values.  The first step
+extends BOS alone (one row per sentence), later ones the K live hypotheses.  At every step, for
+each source row:
 
 1. every extension of the K live hypotheses is scored: (K, V) cumulative log-probabilities;
 2. the 2K best candidates are kept; those ending in EOS *among the first K* finish: they are
@@ -82,29 +84,39 @@ def _search(model, src, K, alpha, max_len_offset, max_len, use_cache) -> list[li
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     rows = list(range(B))  # source row of each row still searching
 
-    memory = model.encode(src).repeat_interleave(K, dim=0)  # (B*K, S, d_model)
-    src_mask = model.padding_mask(src).repeat_interleave(K, dim=0)  # (B*K, 1, 1, S)
-    cache = model.new_cache() if use_cache else None
-    ys = torch.full((B * K, 1), c.bos_id, dtype=torch.long, device=device)  # (n*K, t) BOS+prefix
-    scores = torch.zeros(B, K, device=device)  # (n, K) log P(prefix) of the live hypotheses
-    scores[:, 1:] = float("-inf")  # the K start hypotheses are the same: keep one
+    memory, src_mask = model.encode(src), model.padding_mask(src)  # (B, S, d_model), (B,1,1,S)
+    # cached: each sentence's encoder keys/values once, shared by its beams; uncached: the whole
+    # prefix every step, against the memory repeated once per hypothesis
+    cache = model.new_cache(memory, src_mask, rows=B * K,
+                            capacity=max(limits, default=0)) if use_cache else None
+    ys = torch.full((B, 1), c.bos_id, dtype=torch.long, device=device)  # (n*k, t) BOS+prefix
+    scores = torch.zeros(B, 1, device=device)  # (n, k) log P(prefix) of the live hypotheses:
+    # k = 1 (BOS alone) at the first step, K afterwards
 
     for step in range(1, max(limits, default=0) + 1):  # step = |Y| once this token is added
-        n = len(rows)
-        logits = model.decode(ys[:, -1:] if use_cache else ys, memory, src_mask, cache)[:, -1]
+        n, k = scores.shape
+        if cache is not None:
+            logits = model.decode_step(ys[:, -1], cache)  # (n*k, V)
+        else:
+            logits = model.decode(ys, memory.repeat_interleave(k, 0),
+                                  src_mask.repeat_interleave(k, 0))[:, -1]
         # the model's own log-probabilities, then pad and BOS ruled out as next tokens
-        logp = never_pad_or_bos(logits.float().log_softmax(-1), c)  # (n*K, V)
-        V = logp.size(-1)
-        cand = (scores.view(-1, 1) + logp).view(n, K * V)  # every extension of every hypothesis
-        top, idx = cand.topk(min(2 * K, K * V), dim=1)  # (n, 2K) best first
-        beam, token = idx // V, idx % V
+        logp = never_pad_or_bos(logits.float().log_softmax(-1), c, inplace=True)  # (n*k, V)
+        # a hypothesis's 2K best extensions hold all of its candidates for the 2K best of its
+        # sentence: rank within each hypothesis first (k_row), then across its sentence's k
+        k_row = min(2 * K, logp.size(-1))
+        top_logp, top_token = logp.topk(k_row, dim=-1)  # (n*k, k_row)
+        cand = (scores.view(-1, 1) + top_logp).view(n, k * k_row)
+        top, idx = cand.topk(min(2 * K, k * k_row), dim=1)  # (n, <= 2K) best first
+        beam, token = idx // k_row, top_token.view(n, k * k_row).gather(1, idx)
         is_eos = token == c.eos_id  # at most K of them: one EOS per hypothesis
 
         # live beam: the K best candidates not ending in EOS (a stable sort moves EOS back)
         keep = torch.sort(is_eos.to(torch.uint8), dim=1, stable=True).indices[:, :K]  # (n, K)
         live_scores = top.gather(1, keep)
-        origin = (torch.arange(n, device=device)[:, None] * K + beam.gather(1, keep)).view(-1)
+        origin = (torch.arange(n, device=device)[:, None] * k + beam.gather(1, keep)).view(-1)
         new_ys = torch.cat([ys[origin], token.gather(1, keep).view(-1, 1)], dim=1)
+        width = keep.size(1)  # K (fewer only with a vocabulary smaller than K)
 
         # finished: EOS candidates ranked within the K best; the prefix is ys without BOS
         lp = length_penalty(step, alpha)
@@ -113,7 +125,7 @@ def _search(model, src, K, alpha, max_len_offset, max_len, use_cache) -> list[li
             top_list, beam_list = top.tolist(), beam.tolist()
             for r, j in ended:
                 logprob = top_list[r][j]
-                prefix = ys[r * K + beam_list[r][j], 1:].tolist()
+                prefix = ys[r * k + beam_list[r][j], 1:].tolist()
                 finished[rows[r]].append((prefix, logprob / lp, logprob))
 
         done = []
@@ -123,7 +135,7 @@ def _search(model, src, K, alpha, max_len_offset, max_len, use_cache) -> list[li
             if step >= limits[row]:  # (c) out of length: the live hypotheses finish as they are
                 for j, logprob in enumerate(live_scores[r].tolist()):
                     if logprob > float("-inf"):
-                        hyps.append((new_ys[r * K + j, 1:].tolist(), logprob / lp, logprob))
+                        hyps.append((new_ys[r * width + j, 1:].tolist(), logprob / lp, logprob))
                 done.append(r)
             elif len(hyps) >= K:  # (a) the beam is full of finished hypotheses
                 done.append(r)
@@ -131,17 +143,19 @@ def _search(model, src, K, alpha, max_len_offset, max_len, use_cache) -> list[li
                     best_live[r] / length_penalty(limits[row], alpha)):  # (b) nobody can win
                 done.append(r)
 
+        keep_rows = None
         if done:  # drop finished rows from the batch
             alive = sorted(set(range(n)) - set(done))
             if not alive:
                 break
             keep_rows = torch.tensor(alive, device=device)
-            block = (keep_rows[:, None] * K + torch.arange(K, device=device)).view(-1)
+            block = (keep_rows[:, None] * width + torch.arange(width, device=device)).view(-1)
             rows = [rows[r] for r in alive]
             origin, new_ys, live_scores = origin[block], new_ys[block], live_scores[keep_rows]
-            memory, src_mask = memory[block], src_mask[block]  # same rows for all K beams
-        if cache is not None:
-            cache.reorder(origin, cross=bool(done))  # a sentence's beams share its memory
+            if cache is None:
+                memory, src_mask = memory[keep_rows], src_mask[keep_rows]
+        if cache is not None:  # rows follow their hypotheses; leaving sentences take their memory
+            cache.reorder(origin, sentences=keep_rows)
         ys, scores = new_ys, live_scores
 
     return [sorted(hyps, key=lambda h: -h[1])[:K] for hyps in finished]

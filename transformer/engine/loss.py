@@ -18,17 +18,57 @@ from ..model import TransformerConfig
 def token_losses(model, src, tgt_in, tgt_out, config: TransformerConfig):
     """(summed label-smoothed loss over non-pad target tokens, logits).
 
-    ``F.cross_entropy`` does the smoothing (eps_ls / V on every class, the true one included,
-    plus 1 - eps_ls on the true class) and skips padding through ``ignore_index``.  The terms
+    The smoothing puts eps_ls / V on every class, the true one included, plus 1 - eps_ls on the
+    true class (as ``F.cross_entropy(label_smoothing=...)``); padding is skipped.  The terms
     are computed from ``logits.float()``: under bf16/fp16 autocast the logits are half
     precision, and the sum over many tokens must not depend on autocast's op policy.
     ``logits`` are returned as the model gave them.
     """
     logits = model(src, tgt_in)  # (B, T, V)
-    loss = F.cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(),
-                           ignore_index=config.pad_id, label_smoothing=config.label_smoothing,
-                           reduction="sum")
+    loss = label_smoothed_cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(),
+                                        config.label_smoothing, config.pad_id)
     return loss, logits
+
+
+def label_smoothed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, eps: float,
+                                 ignore_index: int) -> torch.Tensor:
+    """sum_i -[(1 - eps) log p_i,y_i + eps / V sum_v log p_i,v] over the rows i whose target is
+    not ``ignore_index``: ``F.cross_entropy(..., label_smoothing=eps, reduction="sum")``, the
+    same numbers to float rounding, in under half the time on a CPU (``_SmoothedCE``)."""
+    return _SmoothedCE.apply(logits, target, eps, ignore_index)
+
+
+class _SmoothedCE(torch.autograd.Function):
+    """The loss with its gradient written out: d loss / d logits_i = p_i - (1 - eps) 1_y_i - eps/V
+    for a kept row i, 0 for an ignored one.  Forward computes the softmax p once and keeps it;
+    log p enters the loss only through log p_y = x_y - lse and sum_v log p_v = sum_v x_v -
+    V lse, with lse = x_m - log p_m at the row's largest logit m (p_m >= 1/V: no underflow).
+    PyTorch's own composes log_softmax, nll_loss and a sum: its backward computes the
+    exponentials again and adds two (N, V) gradients."""
+
+    @staticmethod
+    def forward(ctx, logits, target, eps, ignore_index):
+        p = logits.softmax(-1)  # (N, V)
+        top = logits.argmax(-1, keepdim=True)  # (N, 1)
+        lse = logits.gather(1, top) - p.gather(1, top).log()  # (N, 1) log sum_v exp(x_v)
+        keep = target != ignore_index
+        index = target.masked_fill(~keep, 0)[:, None]  # (N, 1), any valid class where ignored
+        per_token = (lse - logits.gather(1, index)).squeeze(1) * (1.0 - eps)  # -(1-eps) log p_y
+        if eps:  # - eps/V sum_v log p_v
+            per_token = per_token + (lse.squeeze(1) - logits.sum(-1) / p.size(-1)) * eps
+        ctx.save_for_backward(p, index, keep)
+        ctx.eps = eps
+        return (per_token * keep).sum()
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        p, index, keep = ctx.saved_tensors
+        # in place: no second (N, V) tensor; a second backward through the same graph fails
+        # autograd's check of the saved tensor's version
+        grad = p.sub_(ctx.eps / p.size(-1)) if ctx.eps else p
+        grad.scatter_add_(1, index, torch.full(index.shape, ctx.eps - 1.0, dtype=grad.dtype,
+                                                device=grad.device))
+        return grad.mul_((grad_loss * keep).to(grad.dtype)[:, None]), None, None, None
 
 
 def nll_sum(logits, tgt_out, pad_id: int) -> torch.Tensor:

@@ -75,30 +75,19 @@ class MultiHeadAttention(nn.Module):
         return x.view(b, t, self.n_heads, d_head).transpose(1, 2)
 
     def project_kv(self, key: torch.Tensor, value: torch.Tensor):
-        """Keys and values split into heads: what an incremental decoder caches."""
+        """Keys and values split into heads: (B, h, T_k, d_k), (B, h, T_k, d_v)."""
         k, v = self.w_k(key), self.w_v(value)
         return self.split_heads(k, self.d_k), self.split_heads(v, self.d_v)
 
-    def forward(self, query, key, value, mask=None, is_causal=False, need_weights=False,
-                cache=None, static_kv=False):
-        """query: (B, T_q, d_model); key, value: (B, T_k, d_model); mask: broadcastable bool.
-
-        ``cache`` (a dict, for incremental decoding) keeps keys and values between calls:
-        with ``static_kv`` (encoder-decoder attention) they are projected once and reused;
-        otherwise (decoder self-attention) the new positions are appended to them.
-        """
-        q = self.split_heads(self.w_q(query), self.d_k)  # (B, h, T_q, d_k)
-        if cache is not None and static_kv and "k" in cache:
-            k, v = cache["k"], cache["v"]
+    def forward(self, query, key, value, mask=None, is_causal=False, need_weights=False):
+        """query: (B, T_q, d_model); key, value: (B, T_k, d_model); mask: broadcastable bool."""
+        if query is key is value and not self.training:  # inference: one product, not three
+            q, k, v = self.project_qkv(query, *self.fused_qkv())
+            q, k = self.split_heads(q, self.d_k), self.split_heads(k, self.d_k)
+            v = self.split_heads(v, self.d_v)
         else:
+            q = self.split_heads(self.w_q(query), self.d_k)  # (B, h, T_q, d_k)
             k, v = self.project_kv(key, value)  # (B, h, T_k, d_k), (B, h, T_k, d_v)
-            if cache is not None and not static_kv and "k" in cache:
-                k = torch.cat([cache["k"], k], dim=2)
-                v = torch.cat([cache["v"], v], dim=2)
-        if cache is not None:
-            cache["k"], cache["v"] = k, v
-        if is_causal and k.size(2) != q.size(2):  # cached prefix: causal with an offset
-            mask, is_causal = _and(mask, causal_mask(q.size(2), k.size(2), q.device)), False
         dropout_p = self.dropout if self.training else 0.0
         if need_weights:
             out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal)
@@ -108,6 +97,59 @@ class MultiHeadAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                                  is_causal=is_causal)
             weights = None
-        b, _, t, _ = out.shape  # (B, h, T_q, d_v) -> (B, T_q, h*d_v)
-        out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.d_v)
-        return self.w_o(out), weights
+        return self.merge_heads(out), weights
+
+    def merge_heads(self, out: torch.Tensor) -> torch.Tensor:
+        """(B, h, T, d_v) head outputs -> (B, T, d_model): concatenate, then W^O."""
+        b, _, t, _ = out.shape
+        return self.w_o(out.transpose(1, 2).reshape(b, t, self.n_heads * self.d_v))
+
+    # ---- inference: incremental decoding (its cache is transformer/model/cache.py) ----------
+
+    def fused_qkv(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """W^Q, W^K, W^V stacked into one matrix (and their biases): one product instead of
+        three at inference.  A copy (a decoder cache makes it once per decoded batch); the
+        parameters stay the paper's three matrices, which training uses."""
+        return (torch.cat([self.w_q.weight, self.w_k.weight, self.w_v.weight]).detach(),
+                torch.cat([self.w_q.bias, self.w_k.bias, self.w_v.bias]).detach())
+
+    def project_qkv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
+        """Self-attention's queries, keys and values (B, T, h*d_k), (B, T, h*d_k), (B, T, h*d_v)
+        from one product with the stacked matrix of ``fused_qkv``: the same numbers as three."""
+        hk = self.n_heads * self.d_k
+        return F.linear(x, weight, bias).split([hk, hk, self.n_heads * self.d_v], -1)
+
+    def self_attend_step(self, x: torch.Tensor, kv, position) -> torch.Tensor:
+        """Self-attention of the newest position x (N, 1, d_model) over itself and the earlier
+        positions in ``kv`` (a ``cache.LayerCache``): its key and value are written into the
+        cache in place at ``position``, then its query attends to positions 0..position.
+
+        ``position`` is an int, or a one-element tensor (the cache's static mode: the keys are
+        the whole preallocated buffer, with the positions not yet written masked out, so every
+        step has the same shapes).
+        """
+        n, h = x.size(0), self.n_heads
+        q, k, v = self.project_qkv(x, kv.qkv_weight, kv.qkv_bias)  # (N, 1, h*d) each
+        q = q.view(n, h, 1, self.d_k)  # (N, 1, h*d_k) -> (N, h, 1, d_k): T = 1 makes it a view
+        if isinstance(position, int):
+            kv.k[:n, :, position] = k.view(n, h, self.d_k)
+            kv.v[:n, :, position] = v.view(n, h, self.d_v)
+            keys, values = kv.k[:n, :, : position + 1], kv.v[:n, :, : position + 1]
+            mask = None  # one query that may see every key written so far: nothing to mask
+        else:
+            kv.k.index_copy_(2, position, k.view(n, h, 1, self.d_k))
+            kv.v.index_copy_(2, position, v.view(n, h, 1, self.d_v))
+            keys, values = kv.k, kv.v
+            mask = (torch.arange(kv.k.size(2), device=x.device) <= position)[None]  # (1, cap)
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # (N, h, 1, d_v)
+        return self.w_o(out.view(n, 1, h * self.d_v))
+
+    def cross_attend_step(self, x: torch.Tensor, kv, src_mask: torch.Tensor) -> torch.Tensor:
+        """Encoder-decoder attention of x (N, 1, d_model) over the source keys/values projected
+        once per sentence (``kv.cross_k``: (B, h, S, d_k)), N = B * g rows: the g rows of one
+        sentence (its beams) are that sentence's g queries, so the source keys are neither
+        repeated nor copied per beam."""
+        n, b, h = x.size(0), kv.cross_k.size(0), self.n_heads
+        q = self.w_q(x).view(b, n // b, h, self.d_k).transpose(1, 2)  # (B, h, g, d_k)
+        out = F.scaled_dot_product_attention(q, kv.cross_k, kv.cross_v, attn_mask=src_mask)
+        return self.w_o(out.transpose(1, 2).reshape(n, 1, h * self.d_v))  # back to one row each

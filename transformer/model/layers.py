@@ -67,20 +67,25 @@ class DecoderLayer(nn.Module):
             Residual(c.d_model, c.dropout, c.norm_first) for _ in range(3))
         self.self_weights = self.cross_weights = None
 
-    def forward(self, y, memory, src_mask, need_weights=False, cache=None):
-        """``cache``: None, or a dict {"self": {}, "cross": {}} kept between decoding steps."""
+    def forward(self, y, memory, src_mask, need_weights=False):
         def self_attend(h):
-            out, self.self_weights = self.self_attn(
-                h, h, h, is_causal=True, need_weights=need_weights,
-                cache=None if cache is None else cache["self"])
+            out, self.self_weights = self.self_attn(h, h, h, is_causal=True,
+                                                    need_weights=need_weights)
             return out
 
         def cross_attend(h):
-            out, self.cross_weights = self.cross_attn(
-                h, memory, memory, src_mask, need_weights=need_weights,
-                cache=None if cache is None else cache["cross"], static_kv=True)
+            out, self.cross_weights = self.cross_attn(h, memory, memory, src_mask,
+                                                      need_weights=need_weights)
             return out
 
         y = self.res_self(y, self_attend)
         y = self.res_cross(y, cross_attend)
+        return self.res_ffn(y, self.ffn)
+
+    def step(self, y, kv, src_mask, position):
+        """The same layer for one new position per row, y (N, 1, d_model), at ``position``; the
+        keys and values of the earlier positions are in ``kv`` (this layer's ``LayerCache``,
+        see cache.py)."""
+        y = self.res_self(y, lambda h: self.self_attn.self_attend_step(h, kv, position))
+        y = self.res_cross(y, lambda h: self.cross_attn.cross_attend_step(h, kv, src_mask))
         return self.res_ffn(y, self.ffn)

@@ -15,37 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cache import DecoderCache
 from .config import TransformerConfig
 from .layers import DecoderLayer, EncoderLayer
 from .positional import build_positional
-
-
-class DecoderCache:
-    """Keys and values of earlier positions, so each decoding step costs one position.
-
-    ``layers[i]`` holds decoder layer i's self-attention keys/values (grown every step) and its
-    encoder-decoder keys/values (projected once).  ``offset`` is the number of positions seen.
-    """
-
-    def __init__(self, n_layers: int):
-        self.layers = [{"self": {}, "cross": {}} for _ in range(n_layers)]
-
-    @property
-    def offset(self) -> int:
-        first = self.layers[0]["self"]
-        return first["k"].size(2) if "k" in first else 0
-
-    def reorder(self, index: torch.Tensor, cross: bool = True) -> None:
-        """Keep batch rows ``index`` (in that order): what beam search does after each step.
-
-        ``cross=False`` leaves the encoder-decoder keys/values alone: right when ``index`` only
-        permutes rows that share one source sentence (the beams of one hypothesis set).
-        """
-        for layer in self.layers:
-            for part in ("self", "cross") if cross else ("self",):
-                kv = layer[part]
-                for name in list(kv):
-                    kv[name] = kv[name].index_select(0, index)
 
 
 class Transformer(nn.Module):
@@ -110,24 +83,59 @@ class Transformer(nn.Module):
             x = layer(x, mask, need_weights)
         return self.encoder_norm(x)
 
-    def decode(self, tgt_in, memory, src_mask, cache: DecoderCache | None = None,
-               need_weights: bool = False) -> torch.Tensor:
-        """(B, T) target ids (starting with BOS) -> (B, T, tgt_vocab_size) logits.
+    def decode(self, tgt_in, memory, src_mask, need_weights: bool = False) -> torch.Tensor:
+        """(B, T) target ids (starting with BOS) -> (B, T, tgt_vocab_size) logits."""
+        y = self.embed(tgt_in, self.tgt_embed, self.tgt_pos)
+        for layer in self.decoder:
+            y = layer(y, memory, src_mask, need_weights)
+        return self.project(self.decoder_norm(y))
 
-        With a ``cache``, ``tgt_in`` holds only the new positions and earlier ones are reused.
-        """
-        offset = 0 if cache is None else cache.offset
-        y = self.embed(tgt_in, self.tgt_embed, self.tgt_pos, offset)
-        for i, layer in enumerate(self.decoder):
-            y = layer(y, memory, src_mask, need_weights,
-                      cache=None if cache is None else cache.layers[i])
-        y = self.decoder_norm(y)
+    def project(self, y: torch.Tensor) -> torch.Tensor:
+        """Decoder output (..., d_model) -> logits (..., tgt_vocab_size) (Section 3.4)."""
         if self.generator is None:
             return F.linear(y, self.tgt_embed.weight)
         return self.generator(y)
 
-    def new_cache(self) -> DecoderCache:
-        return DecoderCache(self.config.n_layers)
+    # ---- incremental decoding: one new position per step (cache.py) ------------------------
+
+    def new_cache(self, memory: torch.Tensor, src_mask: torch.Tensor, rows: int | None = None,
+                  capacity: int = 64, static: bool = False, compile=False) -> DecoderCache:
+        """A ``DecoderCache`` for decoding ``memory`` (B, S, d_model) as up to ``rows`` rows
+        (default B; B * K for beam search).
+
+        ``static`` fixes every step's shapes; ``compile`` (True for inductor, or any
+        ``torch.compile`` backend, e.g. ``"aot_eager"``) also compiles the step (one graph,
+        no breaks) and implies ``static``.
+        """
+        static = static or bool(compile)
+        if static:
+            self.tgt_pos(capacity)  # the whole table exists before any step (or raises here)
+        cache = DecoderCache(self, memory, src_mask, rows, capacity, static)
+        if compile:
+            backend = "inductor" if compile is True else compile
+            cache.step_fn = torch.compile(self._step, backend=backend, fullgraph=True,
+                                          dynamic=False)
+        return cache
+
+    def decode_step(self, tokens: torch.Tensor, cache: DecoderCache) -> torch.Tensor:
+        """Logits (N, tgt_vocab_size) of the next token of every decoder row, from its latest
+        token ``tokens`` (N,) and the earlier ones held in ``cache``: the last position of
+        ``decode`` over the whole prefix (to float tolerance), at the cost of one position."""
+        position = cache.next_position()
+        logits = (cache.step_fn or self._step)(tokens, cache, position)
+        cache.advance()
+        return logits
+
+    def _step(self, tokens, cache: DecoderCache, position) -> torch.Tensor:
+        if isinstance(position, int):
+            y = self.embed(tokens[:, None], self.tgt_embed, self.tgt_pos, position)
+        else:  # static: the position is a tensor
+            pe = self.tgt_pos(cache.capacity).index_select(0, position)  # (1, d_model)
+            y = self.tgt_embed(tokens[:, None]) * math.sqrt(self.config.d_model)
+            y = self.dropout(y + pe.to(y.dtype))
+        for layer, kv in zip(self.decoder, cache.layers):  # y: (N, 1, d_model)
+            y = layer.step(y, kv, cache.src_mask, position)
+        return self.project(self.decoder_norm(y))[:, 0]
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         memory = self.encode(src)

@@ -1,0 +1,145 @@
+"""Incremental decoding (transformer/model/cache.py): one position per step gives the numbers of
+the full decoder over the whole prefix, whatever the cache does to save work (buffers written
+in place and grown, one fused Q/K/V product, encoder keys shared by a sentence's beams, rows
+reordered and dropped, static shapes, a compiled step)."""
+
+import pytest
+import torch
+
+from transformer import Transformer, TransformerConfig, greedy_decode
+from transformer.engine.beam_search import beam_search
+
+V, PAD, BOS, EOS = 40, 0, 1, 3
+
+
+def model_and_batch(seed=0, b=3, s=9, **overrides):
+    torch.manual_seed(seed)
+    fields = dict(src_vocab_size=V, tgt_vocab_size=V, n_layers=2, d_model=32, d_ff=64,
+                  n_heads=4, dropout=0.1, max_len=64)
+    model = Transformer(TransformerConfig(**{**fields, **overrides})).eval()
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, V, (b, s), generator=g)
+    src[0, 6:] = PAD  # a padded source
+    return model, src
+
+
+def prefixes(n, t, seed=1):
+    tgt = torch.randint(4, V, (n, t), generator=torch.Generator().manual_seed(seed))
+    tgt[:, 0] = BOS
+    return tgt
+
+
+def stepwise(model, cache, tgt):
+    """Feed ``tgt`` (N, T) one position at a time: the logits of every step, (N, T, V)."""
+    return torch.stack([model.decode_step(tgt[:, t], cache) for t in range(tgt.size(1))], 1)
+
+
+@pytest.mark.parametrize("overrides", [
+    {}, {"positional": "learned"}, {"norm_first": True}, {"d_k": 4, "d_v": 12},
+    {"share_embeddings": False}])
+@pytest.mark.parametrize("static", [False, True])
+def test_steps_equal_the_full_decoder(overrides, static):
+    model, src = model_and_batch(**overrides)
+    tgt = prefixes(src.size(0), 7)
+    with torch.no_grad():
+        full = model(src, tgt)
+        memory, mask = model.encode(src), model.padding_mask(src)
+        # capacity 3 < 7 positions: a dynamic cache grows twice; a static one is sized to fit
+        cache = model.new_cache(memory, mask, capacity=7 if static else 3, static=static)
+        steps = stepwise(model, cache, tgt)
+    torch.testing.assert_close(steps, full, atol=1e-5, rtol=1e-5)
+    assert cache.length == 7 and cache.capacity >= 7
+
+
+def test_static_cache_does_not_grow():
+    model, src = model_and_batch()
+    with torch.no_grad():
+        cache = model.new_cache(model.encode(src), model.padding_mask(src), capacity=2,
+                                static=True)
+        stepwise(model, cache, prefixes(3, 2))
+        with pytest.raises(ValueError, match="full"):
+            model.decode_step(torch.full((3,), BOS), cache)
+
+
+def test_beams_share_the_encoder_keys_of_their_sentence():
+    """K decoder rows per sentence attend to one copy of its encoder keys/values and get what the
+    full decoder gives with the memory repeated K times."""
+    model, src = model_and_batch()
+    K = 4
+    tgt = prefixes(src.size(0) * K, 5)  # every beam its own prefix
+    with torch.no_grad():
+        memory, mask = model.encode(src), model.padding_mask(src)
+        full = model.decode(tgt, memory.repeat_interleave(K, 0), mask.repeat_interleave(K, 0))
+        cache = model.new_cache(memory, mask, rows=src.size(0) * K, capacity=5)
+        steps = stepwise(model, cache, tgt)
+    assert cache.layers[0].cross_k.size(0) == src.size(0)  # one copy per sentence, not per beam
+    torch.testing.assert_close(steps, full, atol=1e-5, rtol=1e-5)
+
+
+def test_reorder_and_drop_rows_as_beam_search_does():
+    """After 4 steps rows are reordered (with repeats, as beams are) and sentence 1 leaves; the
+    next steps equal the full decoder on the reordered prefixes."""
+    model, src = model_and_batch()
+    K = 2
+    tgt = prefixes(src.size(0) * K, 7)
+    with torch.no_grad():
+        memory, mask = model.encode(src), model.padding_mask(src)
+        cache = model.new_cache(memory, mask, rows=src.size(0) * K, capacity=7)
+        stepwise(model, cache, tgt[:, :4])
+        sentences = torch.tensor([0, 2])
+        origin = torch.tensor([1, 1, 5, 4])  # rows of sentences 0 and 2, beams 1,1 and 1,0
+        cache.reorder(origin, sentences=sentences)
+        later = stepwise(model, cache, tgt[origin, 4:])
+        full = model.decode(tgt[origin], memory[sentences].repeat_interleave(K, 0),
+                            mask[sentences].repeat_interleave(K, 0))
+    torch.testing.assert_close(later, full[:, 4:], atol=1e-5, rtol=1e-5)
+
+
+def test_projections_stay_the_papers_three_matrices():
+    model, _ = model_and_batch()
+    keys = model.state_dict().keys()
+    for name in ("w_q", "w_k", "w_v", "w_o"):
+        assert f"decoder.0.self_attn.{name}.weight" in keys
+    assert not any("qkv" in k for k in keys)  # the fused matrix lives only in a cache
+
+
+def eos_prone_model(seed):
+    model, src = model_and_batch(seed, b=6)
+    with torch.no_grad():  # some rows end early, some run to the limit
+        model.tgt_embed.weight[EOS] *= 3
+    return model, src
+
+
+def test_greedy_drops_finished_rows_and_matches_static_and_uncached():
+    model, src = eos_prone_model(1)
+    cached = greedy_decode(model, src, max_len=15)
+    ended = (cached == EOS).any(1)
+    assert ended.any() and not ended.all(), "want a mix of early ends and full-length rows"
+    assert torch.equal(cached, greedy_decode(model, src, max_len=15, use_cache=False))
+    assert torch.equal(cached, greedy_decode(model, src, max_len=15, compile="eager"))
+
+
+def test_compiled_step_is_one_graph_for_every_step():
+    """torch.compile(fullgraph=True) of the static step through AOT autograd's functionalised
+    graph (what inductor and CUDA graphs build on): the same tokens, and one compilation
+    serves every step of both calls (a recompilation per step would make it useless)."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    model, src = eos_prone_model(2)
+    expected = greedy_decode(model, src, max_len=12)
+    assert (expected == EOS).any(1).sum() == 4  # 4 of 6 rows end early: a static cache keeps them
+    counter = CompileCounterWithBackend("aot_eager")
+    for _ in range(2):
+        assert torch.equal(greedy_decode(model, src, max_len=12, compile=counter), expected)
+    assert counter.frame_count == 1
+
+
+def test_beam_search_cached_equals_uncached_on_shared_keys():
+    model, src = eos_prone_model(2)
+    cached = beam_search(model, src, beam_size=3, max_len=12, return_scores=True)
+    uncached = beam_search(model, src, beam_size=3, max_len=12, return_scores=True,
+                           use_cache=False)
+    assert [[h[0] for h in hyps] for hyps in cached] == [[h[0] for h in hyps] for hyps in uncached]
+    for hc, hu in zip(cached, uncached):
+        assert [h[1] for h in hc] == pytest.approx([h[1] for h in hu], abs=1e-4)

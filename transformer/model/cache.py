@@ -1,0 +1,116 @@
+"""What incremental decoding keeps between steps (inference only).
+
+The decoder is auto-regressive (Section 3.1): output token t+1 depends on tokens 0..t.  Rerunning
+the decoder over the whole prefix at every step costs O(t) positions per step; with a cache each
+step feeds one new position per row.  Per decoder layer, ``DecoderCache`` keeps
+
+- self-attention keys and values in buffers allocated once, ``(rows, h, capacity, d_k)``, and
+  written in place at the new position: no copy of the prefix per step;
+- encoder-decoder keys and values, projected once per source sentence and shared by the
+  decoder rows of that sentence (the K beams of beam search, see
+  ``MultiHeadAttention.cross_attend_step``);
+- the self-attention's W^Q, W^K, W^V stacked into one matrix, so each step projects with one
+  product (the model's parameters stay the paper's three matrices).
+
+``static=True`` gives every step the same shapes (the position lives in a tensor, attention runs
+over the whole buffer with a mask of the positions written): what ``torch.compile`` without
+recompilation and CUDA graphs need.  A static cache never drops rows.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class LayerCache:
+    """One decoder layer's cached tensors (see the module docstring)."""
+
+    def __init__(self, layer, memory: torch.Tensor, rows: int, capacity: int, static: bool):
+        attn = layer.self_attn
+        self.qkv_weight, self.qkv_bias = attn.fused_qkv()
+        # zeros: a static step reads (then masks out) positions not written yet; 0 * garbage
+        # could be NaN.  A dynamic step reads only what it wrote.
+        self.static = static
+        new = memory.new_zeros if static else memory.new_empty
+        self.k = new(rows, attn.n_heads, capacity, attn.d_k)
+        self.v = new(rows, attn.n_heads, capacity, attn.d_v)
+        self.spare = None  # buffers of the same shape, allocated by the first reorder
+        self.cross_k, self.cross_v = layer.cross_attn.project_kv(memory, memory)  # (B, h, S, d)
+
+    def reorder(self, index: torch.Tensor, length: int) -> None:
+        """Rows ``index`` of the first ``length`` positions, copied once into the spare buffers,
+        which then become the live ones (the positions not yet written are not copied)."""
+        if self.spare is None:
+            like = torch.zeros_like if self.static else torch.empty_like
+            self.spare = like(self.k), like(self.v)
+        n = index.numel()
+        new_k, new_v = self.spare
+        torch.index_select(self.k[:, :, :length], 0, index, out=new_k[:n, :, :length])
+        torch.index_select(self.v[:, :, :length], 0, index, out=new_v[:n, :, :length])
+        self.spare, self.k, self.v = (self.k, self.v), new_k, new_v
+
+    def grow(self, capacity: int) -> None:
+        for name in ("k", "v"):
+            old = getattr(self, name)
+            new = old.new_empty(*old.shape[:2], capacity, old.size(3))  # only dynamic grows
+            new[:, :, : old.size(2)] = old
+            setattr(self, name, new)
+        self.spare = None
+
+
+class DecoderCache:
+    """The decoder's state between steps of ``Transformer.decode_step``.
+
+    Made by ``model.new_cache(memory, src_mask, rows, capacity)``: ``memory`` (B, S, d_model)
+    and ``src_mask`` (B, 1, 1, S) are the encoder's output for B sentences.  A step may feed
+    any multiple N = B * g of B rows, up to ``rows`` (default B): row r belongs to sentence
+    r // g (g = K for the beams of beam search).  ``length`` counts the positions fed so far.
+    ``capacity`` is the number of positions allocated; a dynamic cache grows past it (by
+    copying once), a static one cannot.
+    """
+
+    def __init__(self, model, memory, src_mask, rows: int | None = None, capacity: int = 64,
+                 static: bool = False):
+        self.static, self.length = static, 0
+        self.src_mask = src_mask
+        rows = memory.size(0) if rows is None else rows
+        self.layers = [LayerCache(layer, memory, rows, capacity, static)
+                       for layer in model.decoder]
+        # static mode: the position as a tensor, advanced in place (no Python int in the step)
+        self.position = torch.zeros(1, dtype=torch.long, device=memory.device) if static else None
+        self.step_fn = None  # set by Transformer.new_cache(compile=...)
+
+    @property
+    def capacity(self) -> int:
+        return self.layers[0].k.size(2) if self.layers else 0
+
+    def next_position(self):
+        """Where the next step writes: an int (dynamic) or the position tensor (static)."""
+        if self.static:
+            if self.length >= self.capacity:
+                raise ValueError(f"static decoder cache is full ({self.capacity} positions); "
+                                 "allocate a larger capacity")
+            return self.position
+        if self.length >= self.capacity:
+            for layer in self.layers:
+                layer.grow(max(2 * self.capacity, 1))
+        return self.length
+
+    def advance(self) -> None:
+        self.length += 1
+        if self.static:
+            self.position += 1
+
+    def reorder(self, index: torch.Tensor, sentences: torch.Tensor | None = None) -> None:
+        """Keep decoder rows ``index`` (in that order), e.g. the origins of beam search's new
+        hypotheses; ``sentences`` (indices of source sentences, when some leave the batch)
+        keeps only those sentences' encoder-decoder keys/values and mask."""
+        if self.static and index.numel() != self.layers[0].k.size(0):
+            raise ValueError("a static decoder cache keeps all its rows")
+        for layer in self.layers:
+            layer.reorder(index, self.length)
+            if sentences is not None:
+                layer.cross_k = layer.cross_k.index_select(0, sentences)
+                layer.cross_v = layer.cross_v.index_select(0, sentences)
+        if sentences is not None:
+            self.src_mask = self.src_mask.index_select(0, sentences)
