@@ -40,14 +40,14 @@ unit: $(STAMP)
 	@$(TIMED) $(PY) -m pytest tests -q -n $(UNIT_WORKERS)
 
 # nbval re-executes every notebook; cells marked "# NBVAL_CHECK_OUTPUT" must also
-# reproduce their stored output exactly. Two workers, each notebook on one (--dist loadscope);
+# reproduce their stored output exactly.  The six slowest cells are listed at the end. Two workers, each notebook on one (--dist loadscope);
 # when 06 and 07 need the same training run, the second waits for the first to train it
 # (transformer.apps.notebook). NB_WORKERS=0 runs the notebooks one after another.
 NB_WORKERS ?= 2
 notebooks: $(STAMP)
 	@ls notebooks/*.ipynb >/dev/null 2>&1 || { echo "no notebooks yet"; exit 0; }
 	@$(TIMED) $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
-	  -p no:cacheprovider -n $(NB_WORKERS) --dist loadscope notebooks
+	  -p no:cacheprovider -n $(NB_WORKERS) --dist loadscope --durations=6 notebooks
 
 # Re-execute the notebooks and write their outputs (after editing a .py)
 sync: $(STAMP)
