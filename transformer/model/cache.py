@@ -28,9 +28,9 @@ class LayerCache:
     def __init__(self, layer, memory: torch.Tensor, rows: int, capacity: int, static: bool):
         attn = layer.self_attn
         self.qkv_weight, self.qkv_bias = attn.fused_qkv()
-        # zeros: a static step reads (then masks out) positions not written yet; 0 * garbage
-        # could be NaN.  A dynamic step reads only what it wrote.
         self.static = static
+        # zeros: a static step reads (then masks out) positions not written yet, and 0 times
+        # uninitialised memory could be NaN.  A dynamic step reads only what it wrote.
         new = memory.new_zeros if static else memory.new_empty
         self.k = new(rows, attn.n_heads, capacity, attn.d_k)
         self.v = new(rows, attn.n_heads, capacity, attn.d_v)
