@@ -42,7 +42,8 @@ from helpers import copy_into_reference  # noqa: E402  (the converter test_model
 
 from transformer import Transformer, TransformerConfig, greedy_decode  # noqa: E402
 from transformer.engine.beam_search import beam_search  # noqa: E402
-from transformer.engine.evaluate import length_batches  # noqa: E402
+from transformer.engine.evaluate import padded_batches  # noqa: E402
+from transformer.engine.greedy import never_pad_or_bos  # noqa: E402
 from transformer.engine.runtime import git_commit  # noqa: E402
 
 
@@ -90,8 +91,7 @@ def torch_greedy(model: Transformer, ref: torch.nn.Transformer, src, steps: int)
         causal = torch.nn.Transformer.generate_square_subsequent_mask(ys.size(1))
         y = ref.decoder(model.embed(ys, model.tgt_embed, model.tgt_pos), memory, tgt_mask=causal,
                         tgt_is_causal=True, memory_key_padding_mask=pad)
-        logits = model.project(y[:, -1])
-        logits[:, [c.pad_id, c.bos_id]] = float("-inf")
+        logits = never_pad_or_bos(model.project(y[:, -1]), c, inplace=True)
         ys = torch.cat([ys, logits.argmax(-1, keepdim=True)], dim=1)
     return ys[:, 1:]
 
@@ -158,10 +158,7 @@ def batched(search, model, tokenizer, sentences, max_tokens=4000):
     c = model.config
     ids = [tokenizer.encode(s) + [c.eos_id] for s in sentences]
     out = [None] * len(ids)
-    for batch in length_batches([len(x) for x in ids], max_tokens):
-        src = torch.full((len(batch), len(ids[batch[0]])), c.pad_id, dtype=torch.long)
-        for row, i in enumerate(batch):
-            src[row, : len(ids[i])] = torch.tensor(ids[i])
+    for batch, src in padded_batches(ids, max_tokens, c.pad_id):
         for i, hyp in zip(batch, search(model, src)):
             out[i] = hyp
     return out

@@ -56,6 +56,16 @@ def length_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
     return batches + [current] if current else batches
 
 
+def padded_batches(ids: Sequence[list[int]], max_tokens: int, pad_id: int, device=None):
+    """Yield ``(indices, src)``: the batches of ``length_batches`` over the token-id lists
+    ``ids``, each as a right-padded (B, S) tensor on ``device``."""
+    for batch in length_batches([len(x) for x in ids], max_tokens):
+        src = torch.full((len(batch), len(ids[batch[0]])), pad_id, dtype=torch.long)
+        for row, i in enumerate(batch):
+            src[row, : len(ids[i])] = torch.tensor(ids[i])
+        yield batch, src.to(device)
+
+
 @torch.no_grad()
 def translate(model: Transformer, tokenizer, sentences: Sequence[str], *, beam_size: int = 4,
               alpha: float = 0.6, max_tokens: int = 4000, device=None) -> list[str]:
@@ -67,11 +77,7 @@ def translate(model: Transformer, tokenizer, sentences: Sequence[str], *, beam_s
     if c.positional == "learned":  # a learned table has no position beyond max_len - 1
         ids = [x[: c.max_len - 1] + [c.eos_id] if len(x) > c.max_len else x for x in ids]
     out: list[str | None] = [None] * len(ids)
-    for batch in length_batches([len(x) for x in ids], max_tokens):
-        src = torch.full((len(batch), len(ids[batch[0]])), c.pad_id, dtype=torch.long)
-        for row, i in enumerate(batch):
-            src[row, : len(ids[i])] = torch.tensor(ids[i])
-        src = src.to(device)
+    for batch, src in padded_batches(ids, max_tokens, c.pad_id, device):
         if beam_size == 1:  # greedy: same answer as a beam of one, without the bookkeeping
             lengths = (src != c.pad_id).sum(1)
             hyps = greedy_decode(model, src, max_len=int(lengths.max()) + 50).tolist()

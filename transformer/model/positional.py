@@ -33,8 +33,11 @@ class SinusoidalPositionalEncoding(nn.Module):
         self.d_model = d_model
         self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
 
-    def forward(self, length: int, offset: int = 0) -> torch.Tensor:
-        """Encodings of positions offset .. offset+length-1: (length, d_model)."""
+    def forward(self, length: int, offset=0) -> torch.Tensor:
+        """Encodings of positions offset .. offset+length-1: (length, d_model).  ``offset`` may
+        be a one-element tensor (static-shape decoding); the table must then be long enough."""
+        if isinstance(offset, torch.Tensor):
+            return _rows(self.table, offset, length)
         end = offset + length
         if end > self.table.size(0):
             self.table = sinusoidal_table(max(end, 2 * self.table.size(0)), self.d_model).to(
@@ -56,7 +59,9 @@ class LearnedPositionalEmbedding(nn.Module):
         is the first token, not padding."""
         nn.init.normal_(self.embedding.weight, std=self.embedding.embedding_dim**-0.5)
 
-    def forward(self, length: int, offset: int = 0) -> torch.Tensor:
+    def forward(self, length: int, offset=0) -> torch.Tensor:
+        if isinstance(offset, torch.Tensor):  # static-shape decoding: no bound check here
+            return _rows(self.embedding.weight, offset, length)
         end = offset + length
         if end > self.embedding.num_embeddings:
             raise ValueError(
@@ -64,6 +69,12 @@ class LearnedPositionalEmbedding(nn.Module):
                 f"{self.embedding.num_embeddings}); raise max_len or use positional='sinusoidal'"
             )
         return self.embedding.weight[offset:end]
+
+
+def _rows(table: torch.Tensor, offset: torch.Tensor, length: int) -> torch.Tensor:
+    """table[offset : offset + length] with ``offset`` a one-element tensor, without reading
+    its value on the host (what a compiled, fixed-shape decoding step needs)."""
+    return table.index_select(0, offset + torch.arange(length, device=offset.device))
 
 
 def build_positional(kind: str, d_model: int, max_len: int) -> nn.Module:

@@ -71,7 +71,7 @@ class Transformer(nn.Module):
         """(B, S) ids -> (B, 1, 1, S) boolean mask, True where a key is a real token."""
         return (src != self.config.pad_id)[:, None, None, :]
 
-    def embed(self, tokens, embedding, positional, offset: int = 0):
+    def embed(self, tokens, embedding, positional, offset=0):
         x = embedding(tokens) * math.sqrt(self.config.d_model)  # (B, T, d_model)
         return self.dropout(x + positional(tokens.size(1), offset).to(x.dtype))
 
@@ -127,12 +127,7 @@ class Transformer(nn.Module):
         return logits
 
     def _step(self, tokens, cache: DecoderCache, position) -> torch.Tensor:
-        if isinstance(position, int):
-            y = self.embed(tokens[:, None], self.tgt_embed, self.tgt_pos, position)
-        else:  # static: the position is a tensor
-            pe = self.tgt_pos(cache.capacity).index_select(0, position)  # (1, d_model)
-            y = self.tgt_embed(tokens[:, None]) * math.sqrt(self.config.d_model)
-            y = self.dropout(y + pe.to(y.dtype))
+        y = self.embed(tokens[:, None], self.tgt_embed, self.tgt_pos, position)  # (N, 1, d)
         for layer, kv in zip(self.decoder, cache.layers):  # y: (N, 1, d_model)
             y = layer.step(y, kv, cache.src_mask, position)
         return self.project(self.decoder_norm(y))[:, 0]
