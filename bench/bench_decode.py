@@ -11,11 +11,17 @@
      is encoded once, the decoder reruns the whole prefix at every step, and only the last
      position is projected to the vocabulary;
    - the decoder before #14 (``baseline_decoding.py``, frozen);
-   - this package's ``greedy_decode``.
+   - this package's ``greedy_decode``, in float32 and in bfloat16 (a copy of the model cast by
+     ``runtime.in_dtype``: what ``translate --dtype bfloat16`` runs).
 2. Beam 4 (alpha 0.6), then greedy decoding, over Multi30k's test set (1000 sentences,
    de->en) with a ``small`` model trained by this script (``--train-steps``, default 400) or
-   given by ``--checkpoint``: the baseline's decoders against this package's, batched as
-   ``translate`` batches (sorted by length, 4000 source tokens per batch).
+   given by ``--checkpoint``: the baseline's decoders against this package's, in float32 and
+   in bfloat16, batched as ``translate`` batches (sorted by length, 4000 source tokens per
+   batch), with the sacreBLEU of each.
+
+bfloat16 is fast only on CPUs with native bf16 instructions (AVX512-BF16 or AMX: the provenance
+records which the CPU has), and changes some outputs: the float32 rows are the ones that compute
+the baseline's numbers.
 
 Each part runs its variants in interleaved rounds and reports each one's fastest round (other
 work on a shared CPU makes the slower rounds noise); all rounds are in the JSON.  Outputs are
@@ -42,9 +48,10 @@ from helpers import copy_into_reference  # noqa: E402  (the converter test_model
 
 from transformer import Transformer, TransformerConfig, greedy_decode  # noqa: E402
 from transformer.engine.beam_search import beam_search  # noqa: E402
+from transformer.engine.bleu import sacrebleu_score  # noqa: E402
 from transformer.engine.evaluate import padded_batches  # noqa: E402
 from transformer.engine.greedy import never_pad_or_bos  # noqa: E402
-from transformer.engine.runtime import git_commit  # noqa: E402
+from transformer.engine.runtime import git_commit, in_dtype  # noqa: E402
 
 
 def provenance() -> dict:
@@ -58,8 +65,20 @@ def provenance() -> dict:
         pass
     return {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu,
             "cores": os.cpu_count(), "threads": torch.get_num_threads(), "commit": git_commit(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_bf16_flags": cpu_bf16_flags(),
             "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+
+
+def cpu_bf16_flags() -> list[str]:
+    """The CPU's native bf16 instruction sets (Linux /proc/cpuinfo), or [] where unknown."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16"))
 
 
 def timed(runs: dict, repeats: int) -> tuple[dict, dict]:
@@ -103,6 +122,7 @@ def greedy_part(args) -> dict:
     with torch.no_grad():  # EOS logit = 0 < max of the others: every output runs full length
         model.tgt_embed.weight[config.eos_id].zero_()
     ref = copy_into_reference(model).eval()
+    bf16 = in_dtype(model, "bfloat16")
     src = torch.randint(4, config.src_vocab_size, (args.batch, args.src_len))
     src[:, -1] = config.eos_id
     n = args.steps
@@ -111,23 +131,25 @@ def greedy_part(args) -> dict:
             "torch.nn.Transformer": lambda: torch_greedy(model, ref, src, n),
             "baseline (before #14)": lambda: baseline.greedy_decode(model, src, n),
             "this package": lambda: greedy_decode(model, src, max_len=n),
+            "this package, bfloat16": lambda: greedy_decode(bf16, src, max_len=n),
         }, args.repeats)
     ours = out["this package"]
     assert ours.shape == (args.batch, n) and not (ours == config.eos_id).any()
     best = {k: min(v) for k, v in times.items()}
+    agree = {k: (v == ours).float().mean().item() for k, v in out.items()}
     tokens = args.batch * n
     print(f"\n1. greedy: small preset ({model.num_parameters() / 1e6:.2f}M parameters), batch "
           f"{args.batch}, source {args.src_len} tokens, {n} output tokens per row")
     for name, sec in best.items():
-        agree = (out[name] == ours).float().mean().item()
         print(f"   {name:22s} {sec:7.3f} s  {tokens / sec:8.0f} tokens/s   "
-              f"{best[name] / best['this package']:5.2f}x this package's time   "
-              f"token agreement with this package {agree:.4f}")
+              f"{best['torch.nn.Transformer'] / sec:5.2f}x as fast as torch.nn.Transformer   "
+              f"token agreement with this package (float32) {agree[name]:.4f}")
     return {"batch": args.batch, "src_len": args.src_len, "steps": n,
             "params": model.num_parameters(), "seconds": best, "all_times_s": times,
-            "agreement_with_this_package": {k: (v == ours).float().mean().item()
-                                            for k, v in out.items()},
+            "agreement_with_this_package": agree,
             "speedup_vs_torch": best["torch.nn.Transformer"] / best["this package"],
+            "speedup_vs_torch_bf16": best["torch.nn.Transformer"]
+            / best["this package, bfloat16"],
             "speedup_vs_baseline": best["baseline (before #14)"] / best["this package"]}
 
 
@@ -166,8 +188,9 @@ def batched(search, model, tokenizer, sentences, max_tokens=4000):
 
 def beam_part(args) -> dict:
     model, dataset, path = trained_model(args)
+    bf16 = in_dtype(model, "bfloat16")
     split = dataset.resolve("test")
-    sources = list(dataset.texts(split)[0])
+    sources, references = (list(t) for t in dataset.texts(split)[:2])
     tok, K = dataset.tokenizer, args.beam
     def greedy(decode):  # token ids up to EOS, as translate's beam_size=1 path keeps them
         return lambda m, s: [strip(row, m.config.eos_id) for row in
@@ -183,23 +206,30 @@ def beam_part(args) -> dict:
           "batched as translate does")
     result = {"dataset": dataset.name, "split": split, "sentences": len(sources),
               "checkpoint": path.name}
+    base, ours, ours16 = "baseline (before #14)", "this package", "this package, bfloat16"
     for label, (old, new) in runs.items():
         with torch.inference_mode():
             times, out = timed({
-                "baseline (before #14)": lambda old=old: batched(old, model, tok, sources),
-                "this package": lambda new=new: batched(new, model, tok, sources),
+                base: lambda old=old: batched(old, model, tok, sources),
+                ours: lambda new=new: batched(new, model, tok, sources),
+                ours16: lambda new=new: batched(new, bf16, tok, sources),
             }, args.repeats)
         best = {k: min(v) for k, v in times.items()}
-        same = sum(a == b for a, b in zip(out["baseline (before #14)"], out["this package"]))
+        same = {k: sum(a == b for a, b in zip(out[base], v)) for k, v in out.items()}
+        bleu = {k: sacrebleu_score([tok.decode(h) for h in v], references)[0]
+                for k, v in out.items()}
         print(f"   {label}:")
         for name, sec in best.items():
             print(f"   {name:22s} {sec:7.3f} s  {len(sources) / sec:7.1f} sentences/s   "
-                  f"{best[name] / best['this package']:5.2f}x this package's time")
-        print(f"   identical outputs: {same} of {len(sources)} sentences")
+                  f"{best[base] / sec:5.2f}x as fast as the baseline   outputs identical to "
+                  f"the baseline's: {same[name]:4d} of {len(sources)}   sacreBLEU "
+                  f"{bleu[name]:.2f}")
         result[label.replace(" ", "")] = {
-            "seconds": best, "all_times_s": times, "identical_outputs": same,
-            "output_tokens": sum(len(h) for h in out["this package"]),
-            "speedup_vs_baseline": best["baseline (before #14)"] / best["this package"]}
+            "seconds": best, "all_times_s": times, "identical_outputs": same[ours],
+            "identical_to_baseline": same, "sacrebleu": bleu,
+            "output_tokens": sum(len(h) for h in out[ours]),
+            "speedup_vs_baseline": best[base] / best[ours],
+            "speedup_vs_baseline_bf16": best[base] / best[ours16]}
     return result
 
 

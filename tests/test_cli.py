@@ -41,10 +41,12 @@ def test_train_then_translate_average_and_evaluate(tmp_path):
     assert "averaged 2 checkpoints" in cli("average", "--last", "2", "--run-dir", str(run),
                                            "--out", str(avg))
     report = cli("evaluate", "--checkpoint", str(avg), "--split", "test", "--beam", "1",
-                 "--limit", "20", "--json", str(tmp_path / "eval.json"))
+                 "--limit", "20", "--dtype", "bfloat16", "--json", str(tmp_path / "eval.json"))
     assert "sacreBLEU" in report and "nrefs:1" in report and "perplexity" in report
+    assert "decoded in bfloat16" in report.splitlines()[0]
     scores = json.loads((tmp_path / "eval.json").read_text())
     assert scores["n_sentences"] == 20 and scores["perplexity"] > 1
+    assert scores["dtype"] == "bfloat16"
 
 
 def test_errors_are_reported_without_a_traceback(tmp_path):

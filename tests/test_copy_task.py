@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from transformer import Transformer, TransformerConfig, greedy_decode
+from transformer.engine.beam_search import beam_search
+from transformer.engine.runtime import in_dtype
 
 N_SYMBOLS, MIN_LEN, MAX_LEN = 10, 4, 10  # tokens 4..13; ids 0-3 are pad, bos, eos, unk
 
@@ -51,3 +53,15 @@ def test_tiny_model_learns_to_copy():
     exact = (out == expected).all(dim=1).float().mean().item()
     elapsed = time.perf_counter() - start
     assert exact >= 0.99, f"exact match {exact:.3f} after {elapsed:.0f} s"
+
+    # decoded in bfloat16 (translate/evaluate --dtype bfloat16), the trained model still copies,
+    # greedily and with beam search, and says what it says in float32
+    bf16 = in_dtype(model, "bfloat16")
+    out16 = greedy_decode(bf16, src, max_len=MAX_LEN + 1)
+    same = (out16 == greedy_decode(model, src, max_len=MAX_LEN + 1)).all(dim=1)
+    assert same.float().mean() >= 0.99
+    beams = beam_search(bf16, src[:100], beam_size=4, max_len=MAX_LEN + 1)
+    fp32_beams = beam_search(model, src[:100], beam_size=4, max_len=MAX_LEN + 1)
+    assert sum(a == b for a, b in zip(beams, fp32_beams)) >= 98
+    copied = [b == e[: e.tolist().index(2)].tolist() for b, e in zip(beams, expected)]
+    assert sum(copied) >= 99

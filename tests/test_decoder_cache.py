@@ -133,3 +133,24 @@ def test_compiled_step_is_one_graph_for_every_step():
         assert torch.equal(greedy_decode(model, src, max_len=12, compile=counter), expected)
     assert counter.frame_count == 1
 
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_bfloat16_steps_equal_the_bfloat16_full_decoder(static):
+    """A model cast to bfloat16 (``runtime.in_dtype``, the ``--dtype bfloat16`` of translate and
+    evaluate) keeps its cache in bfloat16, and its steps still give the full decoder's logits
+    (to bfloat16's precision: 8 bits of mantissa)."""
+    from transformer.engine.runtime import in_dtype
+
+    model, src = model_and_batch()
+    bf16 = in_dtype(model, "bfloat16")
+    tgt = prefixes(src.size(0), 6)
+    with torch.no_grad():
+        full = bf16(src, tgt)
+        cache = bf16.new_cache(bf16.encode(src), bf16.padding_mask(src), capacity=6,
+                               static=static)
+        steps = stepwise(bf16, cache, tgt)
+        reference = model(src, tgt)  # float32
+    assert steps.dtype == full.dtype == cache.layers[0].k.dtype == torch.bfloat16
+    torch.testing.assert_close(steps, full, atol=0.05, rtol=0.02)
+    assert (steps.float() - reference).abs().max() < 0.1  # near float32's too

@@ -10,6 +10,7 @@ from torch import nn
 
 from transformer import Transformer, TransformerConfig, greedy_decode
 from transformer.engine.evaluate import evaluate, evaluate_loss, length_batches, translate
+from transformer.engine.runtime import in_dtype
 
 PAD, BOS, EOS, UNK = range(4)
 CONFIDENCE = 10.0  # the copy model's logit for the right token; every other logit is 0
@@ -177,3 +178,33 @@ def test_evaluate_on_copy_task():
     assert result["sacrebleu"] == pytest.approx(100.0)
     assert result["perplexity"] == pytest.approx(copy_ppl(dataset.tokenizer.vocab_size), rel=1e-5)
     assert evaluate_loss(model, dataset, "val", max_tokens=500)["tokens"] > 0
+
+
+def test_decoding_in_bfloat16_leaves_the_model_as_it_was():
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig.from_preset("tiny", src_vocab_size=14,
+                                                      tgt_vocab_size=14)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert in_dtype(model, None) is model and in_dtype(model, "float32") is model
+    bf16 = in_dtype(model, torch.bfloat16)
+    assert all(p.dtype == torch.bfloat16 for p in bf16.parameters())
+    # the tied embeddings and output projection (Section 3.4) stay one tensor in the copy
+    assert bf16.generator is None and model.config.share_embeddings
+    assert bf16.src_embed.weight.data_ptr() == bf16.tgt_embed.weight.data_ptr()
+    out = translate(model, WordTokenizer(), SENTENCES, beam_size=2, dtype="bfloat16")
+    assert len(out) == len(SENTENCES)
+    for k, v in model.state_dict().items():  # the caller's float32 model is untouched
+        assert v.dtype == before[k].dtype and torch.equal(v, before[k]), k
+    with pytest.raises(ValueError, match="float32, bfloat16"):
+        in_dtype(model, "float16")
+
+
+def test_evaluate_records_the_decoding_dtype():
+    dataset = FakeDataset(SENTENCES[:4])
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig.from_preset("tiny", src_vocab_size=14,
+                                                      tgt_vocab_size=14))
+    fp32 = evaluate(model, dataset, "test", beam_size=1, max_tokens=12)
+    bf16 = evaluate(model, dataset, "test", beam_size=1, max_tokens=12, dtype="bfloat16")
+    assert (fp32["dtype"], bf16["dtype"]) == ("float32", "bfloat16")
+    assert bf16["perplexity"] == fp32["perplexity"]  # scored by the float32 model either way

@@ -29,7 +29,15 @@ from .beam_search import beam_search
 from .bleu import all_bleu, bleu_is_meaningful, chrf_score, exact_match, mean_words
 from .greedy import greedy_decode
 from .loss import nll_sum, token_losses
-from .runtime import all_reduce, eval_mode, move_batch, pick_device
+from .runtime import (
+    all_reduce,
+    eval_mode,
+    in_dtype,
+    model_dtype,
+    move_batch,
+    pick_device,
+    resolve_dtype,
+)
 
 
 def _device(model: Transformer, device) -> torch.device:
@@ -68,11 +76,16 @@ def padded_batches(ids: Sequence[list[int]], max_tokens: int, pad_id: int, devic
 
 @torch.no_grad()
 def translate(model: Transformer, tokenizer, sentences: Sequence[str], *, beam_size: int = 4,
-              alpha: float = 0.6, max_tokens: int = 4000, device=None) -> list[str]:
-    """Translate raw ``sentences`` with beam search (Section 6.1 settings by default)."""
+              alpha: float = 0.6, max_tokens: int = 4000, device=None, dtype=None) -> list[str]:
+    """Translate raw ``sentences`` with beam search (Section 6.1 settings by default).
+
+    ``dtype`` ("bfloat16", "float32" or a ``torch.dtype``; default: the model's own) decodes
+    with a copy of the model in that dtype (``runtime.in_dtype``); ``model`` is left as it is.
+    """
     if isinstance(sentences, str):
         raise TypeError("sentences must be a list of strings, not a single string")
     device, c = _device(model, device), model.config
+    model = in_dtype(model, dtype)
     ids = [tokenizer.encode(s) + [c.eos_id] for s in sentences]  # source = tokens + EOS
     if c.positional == "learned":  # a learned table has no position beyond max_len - 1
         ids = [x[: c.max_len - 1] + [c.eos_id] if len(x) > c.max_len else x for x in ids]
@@ -127,7 +140,7 @@ def evaluate_loss(model: Transformer, dataset, split: str, *, max_tokens: int = 
 
 def evaluate(model: Transformer, dataset, split: str, *, beam_size: int = 4, alpha: float = 0.6,
              max_tokens: int = 4000, device=None, limit: int | None = None,
-             n_samples: int = 5, score_perplexity: bool = True) -> dict:
+             n_samples: int = 5, score_perplexity: bool = True, dtype=None) -> dict:
     """Translate ``split`` of ``dataset`` and score it every way we report.
 
     Returns a dict: ``sacrebleu`` + ``sacrebleu_signature`` (detokenized), ``tokenized_bleu``
@@ -141,13 +154,17 @@ def evaluate(model: Transformer, dataset, split: str, *, beam_size: int = 4, alp
     for a perfect model and exact match and chrF are the numbers to read).
     ``limit`` keeps the first ``limit`` sentences (for BLEU and perplexity alike).
     ``score_perplexity=False`` leaves perplexity out (it does not depend on the decoding).
+    ``dtype`` is the decoding's (see ``translate``; recorded as ``dtype``); perplexity is
+    computed with ``model`` as it is.
     """
     sources, references = dataset.texts(split)
     sources, references = list(sources[:limit]), list(references[:limit])
     hyps = translate(model, dataset.tokenizer, sources, beam_size=beam_size, alpha=alpha,
-                     max_tokens=max_tokens, device=device)
+                     max_tokens=max_tokens, device=device, dtype=dtype)
+    decoded_in = resolve_dtype(dtype) or model_dtype(model)
     result = {"dataset": getattr(dataset, "name", None), "split": split,
-              "n_sentences": len(hyps), "beam_size": beam_size, "alpha": alpha}
+              "n_sentences": len(hyps), "beam_size": beam_size, "alpha": alpha,
+              "dtype": str(decoded_in).removeprefix("torch.")}
     result.update(all_bleu(hyps, references, getattr(dataset, "tgt_lang", None)))
     chrf, chrf_signature = chrf_score(hyps, references)
     result.update(exact_match=exact_match(hyps, references), chrf=chrf,
@@ -187,12 +204,12 @@ def checkpoint_and_data(path, *, data_dir=None, device=None,
 
 
 def evaluate_checkpoint(path, split=None, *, beam_size=4, alpha=0.6, max_tokens=4000,
-                        limit=None, data_dir=None, device=None, dataset=None) -> dict:
+                        limit=None, data_dir=None, device=None, dataset=None, dtype=None) -> dict:
     """Load a checkpoint and its dataset and ``evaluate`` it on ``split`` (default: test)."""
     model, dataset = checkpoint_and_data(path, data_dir=data_dir, device=device, dataset=dataset)
     split = dataset.resolve(split or "test")  # the split's own name ("test" may be an alias)
     result = evaluate(model, dataset, split, beam_size=beam_size, alpha=alpha,
-                      max_tokens=max_tokens, limit=limit)
+                      max_tokens=max_tokens, limit=limit, dtype=dtype)
     result["checkpoint"] = str(Path(path))
     return result
 
@@ -206,7 +223,9 @@ def format_scores(result: dict) -> str:
     marked "not meaningful".  Perplexity is left out when the result has none.
     """
     header = (f"{result['dataset']} {result['split']}: {result['n_sentences']} sentences, "
-              f"beam {result['beam_size']}, alpha {result['alpha']}")
+              f"beam {result['beam_size']}, alpha {result['alpha']}"
+              + (f", decoded in {result['dtype']}" if result.get("dtype", "float32") != "float32"
+                 else ""))
     meaningful = result.get("bleu_meaningful", True)
     note = ""
     if not meaningful:

@@ -6,6 +6,7 @@ paper.  Collectives (``all_reduce``, ``gather_objects``) are no-ops in a single 
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import random
@@ -97,6 +98,39 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def in_dtype(model: torch.nn.Module, dtype=None) -> torch.nn.Module:
+    """``model`` to run in ``dtype`` (a ``torch.dtype`` or a name of ``DTYPES``; None: as it is).
+
+    Its own dtype gives ``model`` itself; another gives a copy whose parameters and buffers are
+    cast, so ``model`` keeps its float32 weights.  Decoding in bfloat16 this way needs no casts
+    at run time: about 2x faster beam search on GPUs and on CPUs with native bf16 (AVX512-BF16,
+    AMX), slower on CPUs without, and a few outputs may differ from float32's (measured in
+    results/bench_decode_cpu.json).
+    """
+    dtype = resolve_dtype(dtype)
+    if dtype is None or model_dtype(model) == dtype:
+        return model
+    return copy.deepcopy(model).to(dtype)
+
+
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype of ``model``'s parameters (float32 for a module without any, or no module)."""
+    first = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    return torch.float32 if first is None else first.dtype
+
+
+def resolve_dtype(dtype) -> torch.dtype | None:
+    """A ``torch.dtype`` from one, from a name in ``DTYPES``, or None from None."""
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        return DTYPES[dtype]
+    return dtype
 
 
 def move_batch(batch, device: torch.device):
