@@ -205,7 +205,7 @@ def beam_part(args) -> dict:
     print(f"\n2. {dataset.name} {split}, {len(sources)} sentences, small model {path.name}, "
           "batched as translate does")
     result = {"dataset": dataset.name, "split": split, "sentences": len(sources),
-              "checkpoint": path.name}
+              "checkpoint": path.name, "trained_by_this_run": args.checkpoint is None}
     base, ours, ours16 = "baseline (before #14)", "this package", "this package, bfloat16"
     for label, (old, new) in runs.items():
         with torch.inference_mode():

@@ -22,6 +22,8 @@
 #   where each parameter of the base model lives;
 # - two guarantees to check on any implementation: the decoder never sees the future, and
 #   padding never changes a real token's output;
+# - why translation can keep each layer's keys and values from step to step (the key/value
+#   cache), and what that saves;
 # - residual connections with LayerNorm after the sum (post-norm, the paper) or before the
 #   sub-layer (pre-norm, later work), and what that does to gradients in a deep stack;
 # - weight tying between the embeddings and the output layer, and why embeddings are multiplied
@@ -30,6 +32,7 @@
 
 # %% slideshow={"slide_type": "-"}
 import math
+import time
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -136,6 +139,111 @@ assert gap < 1e-5 and memory_gap < 1e-5
 # %% [markdown] slideshow={"slide_type": "-"}
 # **Takeaway:** the decoder's causal mask and the encoder's padding mask are what make it
 # legitimate to train on whole padded batches at once; both can be tested from the outside.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Generating one token at a time: the key/value cache | 逐词生成：键值缓存
+#
+# "At each step the model is auto-regressive, consuming the previously generated symbols as
+# additional input when generating the next" (Section 3). Training sees the whole target at
+# once; translating does not have it: step `t` feeds `BOS y₁ … y₍t−1₎` and keeps only the
+# distribution at the last position. Rerunning the decoder over the whole prefix at every step
+# repeats work, and the causality guarantee above says which work:
+#
+# - the output at position `i` depends on tokens `0 … i` only, so in every decoder layer the
+#   **keys and values** of the earlier positions are the same at every later step: compute
+#   them once and keep them (the cache);
+# - the encoder-decoder keys and values depend on the source alone: once per sentence;
+# - queries and outputs of earlier positions are never needed again: each step computes one new
+#   query, key and value per layer and attends over the stored keys.
+#
+# In the package, `model.new_cache(memory, src_mask, capacity)` allocates the buffers once and
+# `model.decode_step(tokens, cache)` feeds one token per row (`transformer/model/cache.py`).
+# First the check that makes a cache legitimate: fed one position at a time, it must give the
+# logits that the full decoder gives for the whole prefix.
+
+# %% slideshow={"slide_type": "-"}
+with torch.no_grad():
+    full = tiny.decode(tgt_in, memory, tiny.padding_mask(src))  # (B, T, V): every position at once
+    cache = tiny.new_cache(memory, tiny.padding_mask(src), capacity=tgt_in.size(1))
+    stepped = torch.stack([tiny.decode_step(tgt_in[:, t], cache)  # (B, V) per step
+                           for t in range(tgt_in.size(1))], dim=1)
+step_gap = (stepped - full).abs().max().item()
+layer0 = cache.layers[0]
+print(f"{tgt_in.size(1)} steps of one token against one pass over {tgt_in.size(1)} tokens: "
+      f"logits differ by at most {step_gap:.1e}")
+print("cached per decoder layer: self-attention keys", tuple(layer0.k.shape),
+      "(B, heads, positions, d_k), the same for values;")
+print("                          source keys", tuple(layer0.cross_k.shape),
+      "(B, heads, source length, d_k), the same for values")
+assert step_gap < 1e-4
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# What it saves: greedy decoding of 150 tokens for 16 sentences, timing every step, once
+# rerunning the decoder over the prefix (as `model.decode(...)[:, -1]`: it computes, and
+# projects to the vocabulary, every position and keeps the last) and once with the cache. Both
+# must emit the same tokens.
+
+
+# %% slideshow={"slide_type": "-"}
+def greedy_step_times(model, src, n_steps, cached):
+    """Seconds per step of greedy decoding, and the tokens, with or without the cache."""
+    times = []
+    with torch.no_grad():
+        memory, src_mask = model.encode(src), model.padding_mask(src)
+        cache = model.new_cache(memory, src_mask, capacity=n_steps) if cached else None
+        ys = torch.full((src.size(0), 1), model.config.bos_id)
+        for _ in range(n_steps):
+            start = time.perf_counter()
+            if cached:
+                logits = model.decode_step(ys[:, -1], cache)  # one new position per row
+            else:
+                logits = model.decode(ys, memory, src_mask)[:, -1]  # the whole prefix again
+            times.append(time.perf_counter() - start)
+            ys = torch.cat([ys, logits.argmax(-1, keepdim=True)], dim=1)
+    return times, ys
+
+
+n_steps = 150
+sources = torch.randint(4, 1000, (16, 30), generator=torch.Generator().manual_seed(0))
+greedy_step_times(tiny, sources, 10, cached=False)  # warm-up
+uncached_times, uncached_tokens = greedy_step_times(tiny, sources, n_steps, cached=False)
+cached_times, cached_tokens = greedy_step_times(tiny, sources, n_steps, cached=True)
+assert torch.equal(cached_tokens, uncached_tokens)  # the same translation, only cheaper
+print(f"tiny model, 16 sentences, {n_steps} greedy steps, one thread: without the cache "
+      f"{sum(uncached_times):.2f} s, with it {sum(cached_times):.2f} s "
+      f"({sum(uncached_times) / sum(cached_times):.0f}x faster), identical tokens")
+print(f"decoder positions computed per sentence: {n_steps * (n_steps + 1) // 2:,} without the "
+      f"cache, {n_steps} with it")
+
+# %% slideshow={"slide_type": "-"}
+fig, ax = plt.subplots(figsize=(8, 4.5))
+steps_axis = range(1, n_steps + 1)
+ax.plot(steps_axis, [1000 * t for t in uncached_times], color="tab:red",
+        label="whole prefix every step")
+ax.plot(steps_axis, [1000 * t for t in cached_times], color="tab:blue",
+        label="key/value cache, one position per step")
+ax.set(title="Time per greedy decoding step, tiny model, batch 16 (one CPU thread)",
+       xlabel="decoding step t (the prefix holds t tokens, BOS included)", ylabel="time per step (ms)")
+ax.legend()
+fig.tight_layout()
+save_figure(fig, "05_kv_cache_step_time")
+plt.show()
+
+# %% slideshow={"slide_type": "subslide"}
+base_per_token = 2 * base_config.n_layers * base_config.d_model * 4  # K and V, float32 bytes
+print(f"memory the cache costs in the base model: {base_per_token / 1024:.0f} KiB per generated "
+      f"token per sentence (keys and values, {base_config.n_layers} layers x {base_config.d_model}"
+      " numbers each, float32)")
+
+# %% [markdown] slideshow={"slide_type": "-"}
+# Without the cache a step's time grows with the prefix, so generating `T` tokens costs about
+# `T²/2` positions; with it every step computes one position and only the attention's reading of
+# the stored keys still grows. The price is memory: it grows with the batch, the beam and the
+# output length, and for long outputs in large batches the cache outweighs the model itself.
+#
+# **Takeaway:** the cache is exact only because of the causal mask, and it is for inference
+# only: training still processes every target position at once (teacher forcing), which is
+# what made the Transformer fast to train in the first place.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Residual connections and LayerNorm: post-norm vs pre-norm | 残差连接与层归一化：后置与前置
