@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from transformer import Transformer, TransformerConfig, greedy_decode
+from transformer.engine.runtime import in_dtype
 
 V, PAD, BOS, EOS = 40, 0, 1, 3
 
@@ -118,14 +119,17 @@ def test_greedy_drops_finished_rows_and_matches_static_and_uncached():
     assert torch.equal(cached, greedy_decode(model, src, max_len=15, compile="eager"))
 
 
-def test_compiled_step_is_one_graph_for_every_step():
+@pytest.mark.parametrize("dtype", [None, "bfloat16"])
+def test_compiled_step_is_one_graph_for_every_step(dtype):
     """torch.compile(fullgraph=True) of the static step through AOT autograd's functionalised
     graph (what inductor and CUDA graphs build on): the same tokens, and one compilation
-    serves every step of both calls (a recompilation per step would make it useless)."""
+    serves every step of both calls (a recompilation per step would make it useless); also for
+    a model cast to bfloat16, as GPUs would run it."""
     from torch._dynamo.testing import CompileCounterWithBackend
 
     torch._dynamo.reset()
     model, src = eos_prone_model(2)
+    model = in_dtype(model, dtype)
     expected = greedy_decode(model, src, max_len=12)
     assert (expected == EOS).any(1).sum() == 4  # 4 of 6 rows end early: a static cache keeps them
     counter = CompileCounterWithBackend("aot_eager")
@@ -134,14 +138,11 @@ def test_compiled_step_is_one_graph_for_every_step():
     assert counter.frame_count == 1
 
 
-
 @pytest.mark.parametrize("static", [False, True])
 def test_bfloat16_steps_equal_the_bfloat16_full_decoder(static):
     """A model cast to bfloat16 (``runtime.in_dtype``, the ``--dtype bfloat16`` of translate and
     evaluate) keeps its cache in bfloat16, and its steps still give the full decoder's logits
     (to bfloat16's precision: 8 bits of mantissa)."""
-    from transformer.engine.runtime import in_dtype
-
     model, src = model_and_batch()
     bf16 = in_dtype(model, "bfloat16")
     tgt = prefixes(src.size(0), 6)
