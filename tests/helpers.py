@@ -6,8 +6,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from transformer import Transformer
+from transformer import Transformer, TransformerConfig
 from transformer.engine.train import TrainConfig
+
+
+def small_config(vocab: int, **overrides) -> TransformerConfig:
+    """A 2+2-layer model of width 32 over ``vocab`` tokens (dropout 0.1): the model tests' size."""
+    fields = dict(src_vocab_size=vocab, tgt_vocab_size=vocab, n_layers=2, d_model=32, d_ff=64,
+                  n_heads=4, dropout=0.1, max_len=64)
+    return TransformerConfig(**{**fields, **overrides})
 
 
 def tiny_train_config(run_dir, **fields) -> TrainConfig:

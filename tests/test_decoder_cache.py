@@ -5,8 +5,9 @@ reordered and dropped, static shapes, a compiled step)."""
 
 import pytest
 import torch
+from helpers import small_config
 
-from transformer import Transformer, TransformerConfig, greedy_decode
+from transformer import Transformer, greedy_decode
 from transformer.engine.runtime import in_dtype
 
 V, PAD, BOS, EOS = 40, 0, 1, 3
@@ -14,9 +15,7 @@ V, PAD, BOS, EOS = 40, 0, 1, 3
 
 def model_and_batch(seed=0, b=3, s=9, **overrides):
     torch.manual_seed(seed)
-    fields = dict(src_vocab_size=V, tgt_vocab_size=V, n_layers=2, d_model=32, d_ff=64,
-                  n_heads=4, dropout=0.1, max_len=64)
-    model = Transformer(TransformerConfig(**{**fields, **overrides})).eval()
+    model = Transformer(small_config(V, **overrides)).eval()
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(4, V, (b, s), generator=g)
     src[0, 6:] = PAD  # a padded source

@@ -1,5 +1,6 @@
 """The whole model against torch.nn.Transformer, and the properties the paper relies on."""
 
+import helpers
 import pytest
 import torch
 from helpers import copy_into_reference
@@ -11,9 +12,7 @@ V = 50
 
 
 def small_config(**overrides) -> TransformerConfig:
-    fields = dict(src_vocab_size=V, tgt_vocab_size=V, n_layers=2, d_model=32, d_ff=64, n_heads=4,
-                  dropout=0.1, max_len=64)
-    return TransformerConfig(**{**fields, **overrides})
+    return helpers.small_config(V, **overrides)
 
 
 def batch(seed=0, b=3, s=9, t=7):
