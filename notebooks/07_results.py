@@ -73,7 +73,7 @@ from transformer.engine.checkpoint import (
 from transformer.engine.evaluate import evaluate_loss, length_batches, translate
 from transformer.engine.greedy import greedy_decode
 from transformer.engine.rundir import best_val_step
-from transformer.engine.train import TrainConfig, train
+from transformer.engine.train import TrainConfig
 
 PROFILE = resolve_profile()  # "cpu" or "gpu": see the first line of output
 
@@ -611,6 +611,9 @@ if len(paths) >= 2:
 # train every row with **three seeds** and call one row better than another only when *every*
 # seed of it beats *every* seed of the other (their ranges do not overlap); anything else is
 # "within the noise".
+#
+# The twelve runs are kept in `runs/table3-small/` and reused when this notebook is executed
+# again with the same settings ("reused" below); delete that folder to train them afresh.
 
 # %% slideshow={"slide_type": "subslide"}
 numbers = load_dataset("numbers")
@@ -625,21 +628,20 @@ for row, change in variants.items():
         cfg = TrainConfig(dataset="numbers", preset="tiny", model={**tiny, **change}, seed=seed,
                           max_tokens=1024, tokens_per_step=None, warmup=100, max_steps=300,
                           log_every=50, eval_every=None, save_every_minutes=None, keep_last=1,
-                          progress=False, overwrite=True,
+                          progress=False,
                           run_dir=str(default_runs_dir() / "table3-small" / f"{row}-seed{seed}"))
-        start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # keep the twelve runs' banners quiet
-            summary = train(cfg, numbers)
+            summary, reused = notebook.train_or_reuse(cfg, numbers)  # trained once, then reused
         small = build_model(load_checkpoint(summary["checkpoint"]), summary["checkpoint"])
         hyps = translate(small, numbers.tokenizer, num_src[:200], beam_size=1)
         small_rows.append({
             "row": row, "seed": seed, "h": small.config.n_heads, "d_k": small.config.d_k,
             "positional": small.config.positional, "parameters": small.num_parameters(),
             "val perplexity": evaluate_loss(small, numbers, "val")["ppl"],
-            "exact match (test, %)": 100 * np.mean([h == r for h, r in zip(hyps, num_ref)]),
-            "seconds": time.perf_counter() - start})
+            "exact match (test, %)": 100 * np.mean([h == r for h, r in zip(hyps, num_ref)])})
         last = small_rows[-1]
-        print(f"{row:>4} seed {seed}: {summary['steps']} steps in {last['seconds']:.1f} s, "
+        print(f"{row:>4} seed {seed}: {summary['steps']} steps, {summary['wall_time']:.1f} s of "
+              f"training{' (reused)' if reused else ''}, "
               f"val perplexity {last['val perplexity']:.2f}, "
               f"exact match {last['exact match (test, %)']:.1f}%")
 runs_table = pd.DataFrame(small_rows)

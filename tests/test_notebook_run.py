@@ -84,3 +84,25 @@ def test_waits_for_another_process_training_the_same_run(tiny_setup, capsys):
     other.release()  # the other process ends (here without finishing: the waiter trains)
     waiter.join(timeout=60)
     assert not waiter.is_alive() and result["run"].summary["steps"] == 3
+
+
+def test_train_or_reuse_trains_once_and_retrains_on_other_settings(tmp_path):
+    """07's Table 3 runs: trained by the first execution, reused by the next, retrained when
+    their settings change or a run was left half-done."""
+    from transformer.engine.train import TrainConfig
+
+    dataset = load_dataset("numbers", n_train=300, n_val=50, n_test=50)
+    settings = dict(dataset="numbers", preset="tiny", model=dict(dropout=0.0), max_tokens=256,
+                    tokens_per_step=None, warmup=10, max_steps=3, log_every=1, eval_every=None,
+                    save_every_minutes=None, keep_last=1, progress=False,
+                    run_dir=str(tmp_path / "row"))
+    summary, reused = notebook.train_or_reuse(TrainConfig(**settings), dataset)
+    assert not reused and summary["steps"] == 3
+    again, reused = notebook.train_or_reuse(TrainConfig(**settings), dataset)
+    assert reused and again == summary
+    longer, reused = notebook.train_or_reuse(TrainConfig(**{**settings, "max_steps": 4}), dataset)
+    assert not reused and longer["steps"] == 4
+    (tmp_path / "row" / "summary.json").unlink()  # as if interrupted before the end
+    redone, reused = notebook.train_or_reuse(TrainConfig(**{**settings, "max_steps": 4}),
+                                             dataset)
+    assert not reused and redone["steps"] == 4

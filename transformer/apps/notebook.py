@@ -2,6 +2,7 @@
 
     run = notebook_run()            # trains (cpu: a few minutes) or reuses a finished run
     run.model, run.tokenizer, run.dataset, run.run_dir, run.summary, run.reused
+    summary, reused = train_or_reuse(cfg, dataset)   # the same for any other small run
 
 Notebook 06 trains this run and notebook 07 evaluates it; both call ``notebook_run`` so they
 agree on the run directory and the settings: the recipe ``notebook-cpu`` or ``notebook-gpu``
@@ -20,7 +21,7 @@ Run directories live in ``<repo>/runs/`` (git-ignored) or under ``$TRANSFORMER_R
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..data import TranslationDataset
@@ -83,6 +84,19 @@ def run_status(cfg: TrainConfig) -> tuple[str, dict | None]:
         if Path(summary.get("checkpoint", "")).is_file():
             return "finished", summary
     return "partial", None
+
+
+def train_or_reuse(cfg: TrainConfig, dataset=None) -> tuple[dict, bool]:
+    """``(summary, reused)``: the finished run in ``cfg.run_dir`` when it was trained with the
+    settings of ``cfg`` (``run_status``), else ``train(cfg, dataset)`` afresh there.  For the
+    notebooks' small runs (07's Table 3 rows): the first execution trains and tests them, a
+    second one reuses them instead of training them again."""
+    status, summary = run_status(cfg)
+    if status == "finished":
+        return summary, True
+    # partial, or trained with other settings: these runs are short, train afresh
+    (Path(cfg.run_dir) / "summary.json").unlink(missing_ok=True)
+    return train(replace(cfg, overwrite=True, resume=None), dataset), False
 
 
 @dataclass
