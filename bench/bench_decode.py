@@ -47,6 +47,7 @@ import baseline_decoding as baseline  # noqa: E402
 from helpers import copy_into_reference  # noqa: E402  (the converter test_model.py checks)
 
 from transformer import Transformer, TransformerConfig, greedy_decode  # noqa: E402
+from transformer.apps.profile import cpu_bf16_flags, cpu_name  # noqa: E402
 from transformer.engine.beam_search import beam_search  # noqa: E402
 from transformer.engine.bleu import sacrebleu_score  # noqa: E402
 from transformer.engine.evaluate import padded_batches  # noqa: E402
@@ -55,30 +56,12 @@ from transformer.engine.runtime import git_commit, in_dtype  # noqa: E402
 
 
 def provenance() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu,
+    return {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu_name(),
             "cores": os.cpu_count(), "threads": torch.get_num_threads(), "commit": git_commit(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpu_bf16_flags": cpu_bf16_flags(),
             "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
-
-
-def cpu_bf16_flags() -> list[str]:
-    """The CPU's native bf16 instruction sets (Linux /proc/cpuinfo), or [] where unknown."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return []
-    return sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16"))
 
 
 def timed(runs: dict, repeats: int) -> tuple[dict, dict]:

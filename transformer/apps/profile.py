@@ -33,15 +33,25 @@ def device(profile: str | None = None) -> torch.device:
     return torch.device("cuda" if (profile or resolve_profile()) == "gpu" else "cpu")
 
 
-def _cpu_name() -> str:
+def _cpuinfo(field: str) -> str | None:
+    """The first ``field`` of Linux's /proc/cpuinfo ("model name", "flags"), None elsewhere."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_name() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_bf16_flags() -> list[str]:
+    """The CPU's native bf16 instruction sets (``avx512_bf16``, ``amx_bf16``), [] if unknown."""
+    return sorted(set((_cpuinfo("flags") or "").split()) & {"avx512_bf16", "amx_bf16"})
 
 
 def hardware() -> str:
@@ -49,7 +59,7 @@ def hardware() -> str:
     if torch.cuda.is_available():
         where = f"GPU {torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
     else:
-        where = f"CPU {_cpu_name()} ({torch.get_num_threads()} threads)"
+        where = f"CPU {cpu_name()} ({torch.get_num_threads()} threads)"
     return f"{where}, torch {torch.__version__}, Python {platform.python_version()}"
 
 
