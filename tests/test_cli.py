@@ -202,3 +202,23 @@ def test_the_readme_training_commands_run_as_printed():
             plan = plan_batches(cfg.tokens_per_step, 8, cfg.max_tokens,
                                 lambda b: FILL_ESTIMATE * b, min_tokens=257)
             assert abs(plan.expected - 25000) <= 0.1 * 25000
+
+
+@pytest.mark.parametrize("flags, native", [
+    ("fpu sse2 avx2 avx512f", False), ("fpu avx512f avx512_bf16", True), (None, None)])
+def test_bfloat16_on_a_cpu_without_bf16_instructions_is_warned_about(monkeypatch, capsys, flags,
+                                                                      native):
+    """translate/evaluate --dtype bfloat16 warn on an x86 CPU whose /proc/cpuinfo flags lack
+    AVX512-BF16 and AMX (bf16 is emulated there: slower than float32); nowhere else."""
+    import torch
+
+    from transformer.apps import cli, profile
+
+    monkeypatch.setattr(profile, "_cpuinfo", lambda field: flags if field == "flags" else None)
+    assert profile.cpu_has_native_bf16() is native
+    cli._warn_slow_bf16("bfloat16", torch.device("cpu"))
+    cli._warn_slow_bf16(None, torch.device("cpu"))
+    cli._warn_slow_bf16("bfloat16", torch.device("cuda"))
+    warned = capsys.readouterr().err
+    assert ("no native bfloat16" in warned) is (native is False)
+    assert warned.count("warning") <= 1  # only the bf16-on-CPU call

@@ -39,6 +39,7 @@ from ..engine.train import TrainConfig, train
 from ..model import TransformerConfig
 from ..model.config import allowed, field_type
 from .dryrun import dry_run
+from .profile import cpu_has_native_bf16
 from .recipes import RECIPES
 from .reproduce import reproduce
 
@@ -192,8 +193,18 @@ def _utf8_stdout() -> None:
         sys.stdout.reconfigure(encoding="utf-8", errors="replace")
 
 
+def _warn_slow_bf16(dtype: str | None, device) -> None:
+    """bfloat16 on a CPU without bf16 instructions is emulated: slower than float32, not faster."""
+    if dtype == "bfloat16" and device.type == "cpu" and cpu_has_native_bf16() is False:
+        print("warning: this CPU has no native bfloat16 instructions (AVX512-BF16 or AMX), so "
+              "--dtype bfloat16 will likely decode slower than float32 here; leave it out",
+              file=sys.stderr)
+
+
 def cmd_translate(args) -> int:
-    model, tokenizer, _ = load_model(args.checkpoint, pick_device(args.device or "auto"))
+    device = pick_device(args.device or "auto")
+    _warn_slow_bf16(args.dtype, device)
+    model, tokenizer, _ = load_model(args.checkpoint, device)
     model = in_dtype(model, args.dtype)  # cast once, not per translate() call
     opts = dict(beam_size=args.beam, alpha=args.alpha, max_tokens=args.max_tokens)
     _utf8_stdout()
@@ -215,6 +226,7 @@ def cmd_translate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    _warn_slow_bf16(args.dtype, pick_device(args.device or "auto"))
     result = evaluate_checkpoint(args.checkpoint, args.split, beam_size=args.beam,
                                  alpha=args.alpha, max_tokens=args.max_tokens, limit=args.limit,
                                  data_dir=args.data_dir, device=args.device, dtype=args.dtype)

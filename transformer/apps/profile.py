@@ -54,6 +54,12 @@ def cpu_bf16_flags() -> list[str]:
     return sorted(set((_cpuinfo("flags") or "").split()) & {"avx512_bf16", "amx_bf16"})
 
 
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this x86 CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); None where
+    /proc/cpuinfo has no x86 flags (not Linux, or an Arm CPU), as nobody here measured those."""
+    return None if _cpuinfo("flags") is None else bool(cpu_bf16_flags())
+
+
 def hardware() -> str:
     """A one-line description of the machine: accelerator or CPU, threads, torch version."""
     if torch.cuda.is_available():
