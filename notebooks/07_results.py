@@ -96,7 +96,7 @@ logging.getLogger("sacrebleu").setLevel(logging.ERROR)
 # notebook within a few minutes; the gpu profile scores all of them. The same cell also gets the
 # English → German model that the section on the "too tired / too wide" example uses.
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "subslide"}
 # The English -> German model of the pronoun section first: it does not depend on notebook 06,
 # so while 06 may still be training its run (make notebooks executes both at once), this
 # notebook trains its own instead of waiting. Both are reused once they exist.
