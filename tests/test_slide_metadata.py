@@ -13,12 +13,17 @@ which edits notebooks/NN_*.py and .ipynb in place, without executing anything.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import jupytext
 import pytest
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "docs" / "book"))
+from mark_slides import mark_pair  # noqa: E402
+
+NOTEBOOKS = ROOT / "notebooks"
 SOURCES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 HEADING = re.compile(r"^(#{1,6}) ")
 TYPES = {"slide", "subslide", "fragment", "-", "skip", "notes"}
@@ -55,3 +60,10 @@ def test_pair_agrees(source):
     executed = [(c.cell_type, c.source, slide_type(c)) for c in jupytext.read(paired).cells]
     assert [t[:2] for t in text] != [t[:2] for t in executed] or text == executed, (
         f"{source.name} and {paired.name} have different slide metadata: {FIX}")
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=[p.name for p in SOURCES])
+def test_slide_breaks_fit_the_stored_outputs(source):
+    """The breaks inside sections follow mark_slides.py's rule for the outputs stored now
+    (tools/execute_notebooks.py re-marks after executing): no slide overflows the screen."""
+    assert mark_pair(source, check=True) == [], f"{source.name}: {FIX}"

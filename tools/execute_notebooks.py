@@ -7,6 +7,8 @@ Executing is ``jupytext --sync --execute``. Tidying then merges each cell's cons
 stream outputs and keeps only what a terminal would finally show: a progress bar redrawn
 with carriage returns 900 times is stored as its last state, not as 900 lines (JupyterLab
 draws it in place while it runs; a static page or GitHub would show every redraw).
+Last, the slide metadata of the pair is set again (``docs/book/mark_slides.py``): where the
+slides break depends on how tall the new outputs are.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from pathlib import Path
 
 import nbformat
 from jupytext.cli import jupytext
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "book"))
+from mark_slides import mark_pair  # noqa: E402
 
 _REDRAWN = re.compile(r"[^\n]*\r(?!\n)")  # text that a later carriage return overwrote
 
@@ -75,6 +80,9 @@ def main(argv: list[str]) -> int:
                 return status
         ipynb = path.with_suffix(".ipynb")
         print(f"{ipynb.name}: {tidy_file(ipynb)} stream outputs merged or dropped")
+        source = path.with_suffix(".py")
+        if source.exists() and mark_pair(source):
+            print(f"{source.stem}: slide breaks moved to fit the new outputs")
     return 0
 
 
