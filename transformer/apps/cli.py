@@ -226,10 +226,11 @@ def cmd_translate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    _warn_slow_bf16(args.dtype, pick_device(args.device or "auto"))
+    device = pick_device(args.device or "auto")
+    _warn_slow_bf16(args.dtype, device)
     result = evaluate_checkpoint(args.checkpoint, args.split, beam_size=args.beam,
                                  alpha=args.alpha, max_tokens=args.max_tokens, limit=args.limit,
-                                 data_dir=args.data_dir, device=args.device, dtype=args.dtype)
+                                 data_dir=args.data_dir, device=device, dtype=args.dtype)
     print(format_scores(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
