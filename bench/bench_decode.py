@@ -1,8 +1,9 @@
-"""Benchmark (not a test): decoding speed on the CPU, side by side in one run.
+"""Benchmark (not a test): decoding speed on the CPU (or a GPU), side by side in one run.
 
     python bench/bench_decode.py                  # both parts; trains the small model first
     python bench/bench_decode.py --checkpoint runs/x/checkpoints/step_00000500.pt
     python bench/bench_decode.py --out            # also write results/bench_decode_cpu.json
+    python bench/bench_decode.py --device cuda --out   # results/bench_decode_cuda.json
 
 1. Greedy decoding on the shapes of issue #14: the ``small`` preset (vocab 8000, d_model 256,
    4 heads, d_ff 1024, 3+3 layers) with random weights, a batch of 32 sources of 30 tokens,
@@ -12,7 +13,10 @@
      position is projected to the vocabulary;
    - the decoder before #14 (``baseline_decoding.py``, frozen);
    - this package's ``greedy_decode``, in float32 and in bfloat16 (a copy of the model cast by
-     ``runtime.in_dtype``: what ``translate --dtype bfloat16`` runs).
+     ``runtime.in_dtype``: what ``translate --dtype bfloat16`` runs);
+   - on a GPU also compiled: ``compile=True`` (inductor) and ``compile="reduce-overhead"``
+     (inductor, each step replayed as a CUDA graph).  The first call, which compiles, is
+     reported apart (``first_call_s``).
 2. Beam 4 (alpha 0.6), then greedy decoding, over Multi30k's test set (1000 sentences,
    de->en) with a ``small`` model trained by this script (``--train-steps``, default 400) or
    given by ``--checkpoint``: the baseline's decoders against this package's, in float32 and
@@ -24,7 +28,9 @@ records which the CPU has), and changes some outputs: the float32 rows are the o
 the baseline's numbers.
 
 Each part runs its variants in interleaved rounds and reports each one's fastest round (other
-work on a shared CPU makes the slower rounds noise); all rounds are in the JSON.  Outputs are
+work on a shared CPU makes the slower rounds noise); all rounds are in the JSON.  On a GPU each
+call is timed from a synchronised start to a synchronised end, and float32 is true float32
+(TF32 off, PyTorch's default).  Outputs are
 compared as well as timed: a faster decoder that says something else would not count.
 """
 
@@ -55,8 +61,12 @@ from transformer.engine.greedy import never_pad_or_bos  # noqa: E402
 from transformer.engine.runtime import git_commit, in_dtype  # noqa: E402
 
 
-def provenance() -> dict:
+def provenance(device: torch.device) -> dict:
+    cuda = device.type == "cuda"
     return {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu_name(),
+            "device": str(device), "gpu": torch.cuda.get_device_name(device) if cuda else None,
+            "cuda": torch.version.cuda if cuda else None,
+            "tf32": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
             "cores": os.cpu_count(), "threads": torch.get_num_threads(), "commit": git_commit(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpu_bf16_flags": cpu_bf16_flags(),
@@ -64,18 +74,29 @@ def provenance() -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
 
 
-def timed(runs: dict, repeats: int) -> tuple[dict, dict]:
+SYNC = lambda: None  # noqa: E731  (torch.cuda.synchronize when timing a GPU)
+
+
+def timed(runs: dict, repeats: int) -> tuple[dict, dict, dict]:
     """Wall times of each of ``runs`` (name -> function), ``repeats`` rounds interleaved so that
     a change in machine load hits every variant alike, after one warm-up call each.
-    Returns ({name: [seconds, ...]}, {name: last result})."""
-    results = {name: fn() for name, fn in runs.items()}
+    Returns ({name: [seconds, ...]}, {name: last result}, {name: warm-up call's seconds})."""
+    def call(fn):
+        SYNC()
+        start = time.perf_counter()
+        out = fn()
+        SYNC()
+        return out, time.perf_counter() - start
+
+    first, results = {}, {}
+    for name, fn in runs.items():
+        results[name], first[name] = call(fn)
     times = {name: [] for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
-            start = time.perf_counter()
-            results[name] = fn()
-            times[name].append(time.perf_counter() - start)
-    return times, results
+            results[name], seconds = call(fn)
+            times[name].append(seconds)
+    return times, results, first
 
 
 # ---- part 1: greedy decoding against torch.nn.Transformer ----------------------------------
@@ -88,9 +109,9 @@ def torch_greedy(model: Transformer, ref: torch.nn.Transformer, src, steps: int)
     pad = src == c.pad_id
     memory = ref.encoder(model.embed(src, model.src_embed, model.src_pos),
                          src_key_padding_mask=pad)
-    ys = torch.full((src.size(0), 1), c.bos_id, dtype=torch.long)
+    ys = torch.full((src.size(0), 1), c.bos_id, dtype=torch.long, device=src.device)
     for _ in range(steps):
-        causal = torch.nn.Transformer.generate_square_subsequent_mask(ys.size(1))
+        causal = torch.nn.Transformer.generate_square_subsequent_mask(ys.size(1), src.device)
         y = ref.decoder(model.embed(ys, model.tgt_embed, model.tgt_pos), memory, tgt_mask=causal,
                         tgt_is_causal=True, memory_key_padding_mask=pad)
         logits = never_pad_or_bos(model.project(y[:, -1]), c, inplace=True)
@@ -104,18 +125,27 @@ def greedy_part(args) -> dict:
     model = Transformer(config).eval()
     with torch.no_grad():  # EOS logit = 0 < max of the others: every output runs full length
         model.tgt_embed.weight[config.eos_id].zero_()
-    ref = copy_into_reference(model).eval()
+    ref = copy_into_reference(model).eval().to(args.device)
+    model = model.to(args.device)
     bf16 = in_dtype(model, "bfloat16")
     src = torch.randint(4, config.src_vocab_size, (args.batch, args.src_len))
     src[:, -1] = config.eos_id
+    src = src.to(args.device)
     n = args.steps
+    runs = {
+        "torch.nn.Transformer": lambda: torch_greedy(model, ref, src, n),
+        "baseline (before #14)": lambda: baseline.greedy_decode(model, src, n),
+        "this package": lambda: greedy_decode(model, src, max_len=n),
+        "this package, bfloat16": lambda: greedy_decode(bf16, src, max_len=n),
+    }
+    if args.device.type == "cuda":  # compiling for the CPU gained nothing (README, Speed)
+        for label, mode in (("inductor", True), ("CUDA graphs", "reduce-overhead")):
+            runs[f"this package, {label}"] = lambda m=mode: greedy_decode(
+                model, src, max_len=n, compile=m)
+            runs[f"this package, bfloat16, {label}"] = lambda m=mode: greedy_decode(
+                bf16, src, max_len=n, compile=m)
     with torch.inference_mode():
-        times, out = timed({
-            "torch.nn.Transformer": lambda: torch_greedy(model, ref, src, n),
-            "baseline (before #14)": lambda: baseline.greedy_decode(model, src, n),
-            "this package": lambda: greedy_decode(model, src, max_len=n),
-            "this package, bfloat16": lambda: greedy_decode(bf16, src, max_len=n),
-        }, args.repeats)
+        times, out, first = timed(runs, args.repeats)
     ours = out["this package"]
     assert ours.shape == (args.batch, n) and not (ours == config.eos_id).any()
     best = {k: min(v) for k, v in times.items()}
@@ -129,6 +159,7 @@ def greedy_part(args) -> dict:
               f"token agreement with this package (float32) {agree[name]:.4f}")
     return {"batch": args.batch, "src_len": args.src_len, "steps": n,
             "params": model.num_parameters(), "seconds": best, "all_times_s": times,
+            "first_call_s": first,
             "agreement_with_this_package": agree,
             "speedup_vs_torch": best["torch.nn.Transformer"] / best["this package"],
             "speedup_vs_torch_bf16": best["torch.nn.Transformer"]
@@ -150,11 +181,11 @@ def trained_model(args):
                           max_tokens=2048, tokens_per_step=2048, warmup=400,
                           max_steps=args.train_steps, eval_every=None, save_every=None,
                           save_every_minutes=None, keep_last=1, run_dir=str(run_dir),
-                          overwrite=True, progress=False)
+                          overwrite=True, progress=False, device=str(args.device))
         print(f"\n2. training the small preset for {args.train_steps} steps (--checkpoint skips "
               "this)")
         path = train(cfg)["checkpoint"]
-    model, dataset = checkpoint_and_data(path, device="cpu")
+    model, dataset = checkpoint_and_data(path, device=args.device)
     return model.eval(), dataset, Path(path)
 
 
@@ -163,8 +194,9 @@ def batched(search, model, tokenizer, sentences, max_tokens=4000):
     c = model.config
     ids = [tokenizer.encode(s) + [c.eos_id] for s in sentences]
     out = [None] * len(ids)
+    device = next(model.parameters()).device
     for batch, src in padded_batches(ids, max_tokens, c.pad_id):
-        for i, hyp in zip(batch, search(model, src)):
+        for i, hyp in zip(batch, search(model, src.to(device))):
             out[i] = hyp
     return out
 
@@ -173,7 +205,7 @@ def beam_part(args) -> dict:
     model, dataset, path = trained_model(args)
     bf16 = in_dtype(model, "bfloat16")
     split = dataset.resolve("test")
-    sources, references = (list(t) for t in dataset.texts(split)[:2])
+    sources, references = (list(t)[: args.sentences] for t in dataset.texts(split)[:2])
     tok, K = dataset.tokenizer, args.beam
     def greedy(decode):  # token ids up to EOS, as translate's beam_size=1 path keeps them
         return lambda m, s: [strip(row, m.config.eos_id) for row in
@@ -192,7 +224,7 @@ def beam_part(args) -> dict:
     base, ours, ours16 = "baseline (before #14)", "this package", "this package, bfloat16"
     for label, (old, new) in runs.items():
         with torch.inference_mode():
-            times, out = timed({
+            times, out, first = timed({
                 base: lambda old=old: batched(old, model, tok, sources),
                 ours: lambda new=new: batched(new, model, tok, sources),
                 ours16: lambda new=new: batched(new, bf16, tok, sources),
@@ -208,7 +240,8 @@ def beam_part(args) -> dict:
                   f"the baseline's: {same[name]:4d} of {len(sources)}   sacreBLEU "
                   f"{bleu[name]:.2f}")
         result[label.replace(" ", "")] = {
-            "seconds": best, "all_times_s": times, "identical_outputs": same[ours],
+            "seconds": best, "all_times_s": times, "first_call_s": first,
+            "identical_outputs": same[ours],
             "identical_to_baseline": same, "sacrebleu": bleu,
             "output_tokens": sum(len(h) for h in out[ours]),
             "speedup_vs_baseline": best[base] / best[ours],
@@ -228,14 +261,22 @@ def main(argv=None) -> dict:
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2, help="torch threads (CI's machine: 2)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--checkpoint", default=None, help="a trained small model for part 2")
     p.add_argument("--train-steps", type=int, default=400)
+    p.add_argument("--sentences", type=int, default=None, help="only the first N of part 2")
     p.add_argument("--only", choices=["greedy", "beam"], default=None)
-    p.add_argument("--out", nargs="?", const=str(ROOT / "results" / "bench_decode_cpu.json"),
-                   default=None, help="write JSON here (default path if no value)")
+    p.add_argument("--out", nargs="?", const="", default=None,
+                   help="write JSON here (no value: results/bench_decode_<cpu|cuda>.json)")
     args = p.parse_args(argv)
+    args.device = torch.device(args.device)
+    if args.out == "":
+        args.out = str(ROOT / "results" / f"bench_decode_{args.device.type}.json")
     torch.set_num_threads(args.threads)
-    results = {"provenance": provenance(), "timing": "fastest of the rounds",
+    global SYNC
+    if args.device.type == "cuda":
+        SYNC = torch.cuda.synchronize
+    results = {"provenance": provenance(args.device), "timing": "fastest of the rounds",
                "repeats": args.repeats}
     print(" ".join(f"{k}={v}" for k, v in results["provenance"].items()))
     if args.only != "beam":

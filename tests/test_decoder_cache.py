@@ -154,3 +154,31 @@ def test_bfloat16_steps_equal_the_bfloat16_full_decoder(static):
     assert steps.dtype == full.dtype == cache.layers[0].k.dtype == torch.bfloat16
     torch.testing.assert_close(steps, full, atol=0.05, rtol=0.02)
     assert (steps.float() - reference).abs().max() < 0.1  # near float32's too
+
+
+def test_reduce_overhead_mode_marks_the_cache_for_cuda_graphs(monkeypatch):
+    """``compile="reduce-overhead"`` (CUDA graphs on a GPU): inductor in that mode, every tensor
+    a step reads kept at a fixed address (else a graph would copy the cache in and out at every
+    step, or be skipped for writing into its inputs), and a new graph step begun before each
+    step.  On the CPU the graph is run by aot_eager instead of inductor; tests/test_cuda.py
+    runs the real thing on a GPU."""
+    real_compile, calls, steps = torch.compile, [], []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: calls.append(kw) or real_compile(
+        fn, **{**kw, "backend": "aot_eager", "mode": None}))
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
+    torch._dynamo.reset()
+    model, src = eos_prone_model(3)
+    expected = greedy_decode(model, src, max_len=10)
+    with torch.no_grad():
+        cache = model.new_cache(model.encode(src), model.padding_mask(src), capacity=10,
+                                compile="reduce-overhead")
+    assert [(c["backend"], c["mode"]) for c in calls] == [("inductor", "reduce-overhead")]
+    assert cache.static and cache.cudagraphs
+    marked = {id(t) for t in cache.tensors() if getattr(t, "_dynamo_static_input_type", None)}
+    assert len(marked) == 6 * len(model.decoder) + 2  # k, v, cross k/v, W_qkv, b_qkv; mask, pos
+    assert torch.equal(greedy_decode(model, src, max_len=10, compile="reduce-overhead"), expected)
+    assert len(steps) == expected.size(1)  # one graph step per decoded position
+    assert calls[-1]["mode"] == "reduce-overhead"
+    steps.clear()
+    assert torch.equal(greedy_decode(model, src, max_len=10, compile=True), expected)
+    assert calls[-1]["mode"] is None and not steps  # plain inductor: no CUDA graphs

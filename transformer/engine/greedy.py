@@ -28,9 +28,10 @@ def greedy_decode(model: Transformer, src: torch.Tensor, max_len: int | None = N
     and BOS are never chosen as a next token (EOS and UNK may be).
     ``max_len`` defaults to the source length + 50 (Section 6.1).  Rows that have emitted EOS
     leave the batch, so later steps cost only the rows still going.
-    ``compile`` (True for inductor, or a ``torch.compile`` backend) compiles the decoder step with
-    fixed shapes (``DecoderCache`` static mode, no row ever leaves): for GPUs, where the first
-    call's compilation pays off over many batches of one shape.
+    ``compile`` (True for inductor, an inductor mode such as ``"reduce-overhead"`` for CUDA
+    graphs, or a ``torch.compile`` backend) compiles the decoder step with fixed shapes
+    (``DecoderCache`` static mode, no row ever leaves): for GPUs, where the first call's
+    compilation pays off over many batches of one shape.
     ``use_cache=False`` recomputes the whole prefix at every step (slow; kept to test and time
     the cache).
     """

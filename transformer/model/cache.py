@@ -79,6 +79,14 @@ class DecoderCache:
         # static mode: the position as a tensor, advanced in place (no Python int in the step)
         self.position = torch.zeros(1, dtype=torch.long, device=memory.device) if static else None
         self.step_fn = None  # set by Transformer.new_cache(compile=...)
+        self.cudagraphs = False  # whether step_fn replays CUDA graphs (compile="reduce-overhead")
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor a step reads from the cache (what a CUDA graph must find in place)."""
+        per_layer = [t for kv in self.layers
+                     for t in (kv.k, kv.v, kv.cross_k, kv.cross_v, kv.qkv_weight, kv.qkv_bias)]
+        extra = [self.src_mask] + ([self.position] if self.static else [])
+        return [t for t in per_layer + extra if t is not None]
 
     @property
     def capacity(self) -> int:

@@ -20,6 +20,9 @@ from .config import TransformerConfig
 from .layers import DecoderLayer, EncoderLayer
 from .positional import build_positional
 
+# torch.compile's inductor modes, accepted as ``compile=`` by ``new_cache`` and greedy decoding
+INDUCTOR_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 
 class Transformer(nn.Module):
     """Encoder-decoder Transformer of "Attention Is All You Need".
@@ -103,18 +106,23 @@ class Transformer(nn.Module):
         """A ``DecoderCache`` for decoding ``memory`` (B, S, d_model) as up to ``rows`` rows
         (default B; B * K for beam search).
 
-        ``static`` fixes every step's shapes; ``compile`` (True for inductor, or any
-        ``torch.compile`` backend, e.g. ``"aot_eager"``) also compiles the step (one graph,
-        no breaks) and implies ``static``.
+        ``static`` fixes every step's shapes; ``compile`` also compiles the step (one graph,
+        no breaks) and implies ``static``: True for inductor, an inductor mode
+        (``"reduce-overhead"`` replays each step as a CUDA graph), or any other
+        ``torch.compile`` backend, e.g. ``"aot_eager"``.
         """
         static = static or bool(compile)
         if static:
             self.tgt_pos(capacity)  # the whole table exists before any step (or raises here)
         cache = DecoderCache(self, memory, src_mask, rows, capacity, static)
         if compile:
-            backend = "inductor" if compile is True else compile
-            cache.step_fn = torch.compile(self._step, backend=backend, fullgraph=True,
-                                          dynamic=False)
+            mode = compile if compile in INDUCTOR_MODES else None
+            backend = "inductor" if compile is True or mode else compile
+            cache.cudagraphs = mode in ("reduce-overhead", "max-autotune")
+            for tensor in cache.tensors():  # fixed addresses: a CUDA graph reads them in place
+                torch._dynamo.mark_static_address(tensor, guard=False)
+            cache.step_fn = torch.compile(self._step, backend=backend, mode=mode,
+                                          fullgraph=True, dynamic=False)
         return cache
 
     def decode_step(self, tokens: torch.Tensor, cache: DecoderCache) -> torch.Tensor:
@@ -122,6 +130,8 @@ class Transformer(nn.Module):
         token ``tokens`` (N,) and the earlier ones held in ``cache``: the last position of
         ``decode`` over the whole prefix (to float tolerance), at the cost of one position."""
         position = cache.next_position()
+        if cache.cudagraphs:  # the previous step's logits are consumed: its memory may be reused
+            torch.compiler.cudagraph_mark_step_begin()
         logits = (cache.step_fn or self._step)(tokens, cache, position)
         cache.advance()
         return logits

@@ -1,0 +1,114 @@
+"""The CUDA paths, on a GPU: bf16 autocast and fused Adam in training, ``--compile`` (inductor),
+decoding on the device, compiled greedy decoding with and without CUDA graphs.
+
+Each is checked against float32 eager on the same device (or on the CPU), on small shapes.
+Without a CUDA device these tests are skipped (CI has none); the CPU stand-ins of the same code
+paths run everywhere (test_decoder_cache.py, test_train.py, test_model.py).  Run them on a GPU
+with ``pytest tests/test_cuda.py`` (bench/gpu_run.sh does, recording the log)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import small_config, tiny_train_config
+
+from transformer import Transformer, greedy_decode
+from transformer.data import load_dataset
+from transformer.engine.beam_search import beam_search
+from transformer.engine.runtime import in_dtype
+from transformer.engine.train import train
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+V, PAD, BOS, EOS = 40, 0, 1, 3
+
+
+def model_and_batch(seed=0, b=6, s=9):
+    torch.manual_seed(seed)
+    model = Transformer(small_config(V)).eval()
+    with torch.no_grad():  # some rows end early, some run to the limit
+        model.tgt_embed.weight[EOS] *= 3
+    src = torch.randint(4, V, (b, s), generator=torch.Generator().manual_seed(seed))
+    src[0, 6:] = PAD
+    return model, src
+
+
+def test_decoding_on_cuda_matches_the_cpu():
+    model, src = model_and_batch(1)
+    cpu_greedy = greedy_decode(model, src, max_len=15)
+    cpu_beams = beam_search(model, src, beam_size=4, max_len=15)
+    gpu, gsrc = model.cuda(), src.cuda()
+    assert torch.equal(greedy_decode(gpu, gsrc, max_len=15).cpu(), cpu_greedy)
+    assert torch.equal(greedy_decode(gpu, gsrc, max_len=15, use_cache=False).cpu(), cpu_greedy)
+    assert beam_search(gpu, gsrc, beam_size=4, max_len=15) == cpu_beams
+
+
+def test_bfloat16_decoding_on_cuda_agrees_with_float32():
+    model, src = model_and_batch(2)
+    model, src = model.cuda(), src.cuda()
+    fp32 = greedy_decode(model, src, max_len=15)
+    bf16 = greedy_decode(in_dtype(model, "bfloat16"), src, max_len=15)
+    assert (bf16[:, :5] == fp32[:, :5]).float().mean() > 0.9  # early tokens: same almost always
+
+
+@pytest.mark.parametrize("mode", [True, "reduce-overhead"])
+def test_compiled_greedy_on_cuda_matches_eager(mode):
+    """inductor (Triton kernels), and with ``reduce-overhead`` every step replayed as a CUDA
+    graph: the same tokens as eager, one compilation for two calls, no graph skipped."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model, src = model_and_batch(3)
+    model, src = model.cuda(), src.cuda()
+    expected = greedy_decode(model, src, max_len=12)
+    for _ in range(2):
+        assert torch.equal(greedy_decode(model, src, max_len=12, compile=mode), expected)
+    assert counters["stats"]["unique_graphs"] == 1
+    assert not counters["inductor"]["cudagraph_skips"]
+
+
+def test_bf16_autocast_training_step_on_cuda_is_close_to_float32():
+    """One step as the Trainer takes it on a GPU (bf16 autocast, SDPA's fused kernels, fused
+    Adam): the loss within bf16's precision of float32's, the update close to float32's."""
+    torch.manual_seed(0)
+    c = small_config(V, dropout=0.0)
+    models = [Transformer(c).cuda() for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    src = torch.randint(4, V, (16, 20), device="cuda")
+    tgt = torch.randint(4, V, (16, 21), device="cuda")
+    losses, params = [], []
+    for model, bf16 in zip(models, (False, True)):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(src, tgt[:, :-1])
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), tgt[:, 1:].flatten())
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        params.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert losses[1] == pytest.approx(losses[0], rel=2e-2)
+    assert torch.isfinite(params[1]).all()
+    assert (params[1] - params[0]).abs().max() < 5e-3  # Adam moves each weight by <= lr
+
+
+def train_losses(run_dir) -> list[float]:
+    lines = (Path(run_dir) / "log.jsonl").read_text().splitlines()
+    return [r["loss"] for r in map(json.loads, lines) if r["kind"] == "train"]
+
+
+def test_compiled_training_on_cuda_matches_eager(tmp_path):
+    """``train --compile`` on a GPU (inductor, bf16 autocast, fused Adam): the copy task's loss
+    falls as it does eagerly, and the checkpoint (no ``_orig_mod.`` prefixes) loads on the CPU."""
+    data = load_dataset("copy", n_train=300, n_val=40, n_test=40)
+    runs = {c: train(tiny_train_config(tmp_path / f"compile-{c}", max_steps=40, device="cuda",
+                                       compile=c), data) for c in (False, True)}
+    assert runs[True]["steps"] == runs[False]["steps"] == 40
+    assert runs[True]["device"].startswith("cuda")
+    state = torch.load(runs[True]["checkpoint"], map_location="cpu", weights_only=False)["model"]
+    assert not any(k.startswith("_orig_mod.") for k in state)
+    losses = {c: train_losses(r["run_dir"]) for c, r in runs.items()}
+    assert all(v[-1] < 0.8 * v[0] for v in losses.values()), losses
+    assert losses[True][-1] == pytest.approx(losses[False][-1], rel=0.1), losses
