@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transformer import Transformer, TransformerConfig
-from transformer.engine.runtime import git_commit
+from transformer.engine.runtime import git_commit, no_cudnn_attention
 from transformer.model.positional import sinusoidal_table
 
 PEAK_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12,
@@ -173,15 +173,21 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--gpu-tokens", type=int, default=25000, help="paper batch (Section 5.1)")
     p.add_argument("--compile", action="store_true", help="torch.compile both (CUDA run)")
+    p.add_argument("--cudnn-attention", action="store_true",
+                   help="leave cuDNN's attention on (PyTorch's default; the package turns it off)")
     p.add_argument("--out", default=None, help="write the results here as JSON")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = torch.cuda.is_available() and args.device in ("auto", "cuda")
+    if cuda and not args.cudnn_attention:
+        no_cudnn_attention()  # as training does (runtime.pick_device)
     results = {"provenance": {
         "torch": str(torch.__version__), "python": platform.python_version(),
         "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if cuda else None, "git_commit": git_commit(),
+        "cuda": torch.version.cuda if cuda else None,
+        "cudnn_attention": torch.backends.cuda.cudnn_sdp_enabled() if cuda else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
     print(json.dumps(results["provenance"]))
     c = TransformerConfig.from_preset(args.preset)

@@ -121,7 +121,7 @@ def test_compiled_training_on_cuda_matches_eager(tmp_path):
 
 def test_picking_a_cuda_device_turns_cudnn_attention_off(monkeypatch):
     """Runs without a GPU too (naming a device allocates nothing): cuDNN's attention made
-    training with real batches 4.7 times slower on an H200 (runtime.no_cudnn_attention)."""
+    training with real batches 4.8 times slower on an H200 (runtime.no_cudnn_attention)."""
     calls = []
     monkeypatch.setattr(torch.backends.cuda, "enable_cudnn_sdp", calls.append)
     assert pick_device("cpu") == torch.device("cpu") and calls == []
