@@ -58,7 +58,7 @@ from transformer.engine.beam_search import beam_search  # noqa: E402
 from transformer.engine.bleu import sacrebleu_score  # noqa: E402
 from transformer.engine.evaluate import padded_batches  # noqa: E402
 from transformer.engine.greedy import never_pad_or_bos  # noqa: E402
-from transformer.engine.runtime import git_commit, in_dtype  # noqa: E402
+from transformer.engine.runtime import git_commit, in_dtype, no_cudnn_attention  # noqa: E402
 
 
 def provenance(device: torch.device) -> dict:
@@ -276,6 +276,7 @@ def main(argv=None) -> dict:
     global SYNC
     if args.device.type == "cuda":
         SYNC = torch.cuda.synchronize
+        no_cudnn_attention()  # as translate and evaluate run (runtime.pick_device)
     results = {"provenance": provenance(args.device), "timing": "fastest of the rounds",
                "repeats": args.repeats}
     print(" ".join(f"{k}={v}" for k, v in results["provenance"].items()))

@@ -2,9 +2,10 @@
 decoding on the device, compiled greedy decoding with and without CUDA graphs.
 
 Each is checked against float32 eager on the same device (or on the CPU), on small shapes.
-Without a CUDA device these tests are skipped (CI has none); the CPU stand-ins of the same code
-paths run everywhere (test_decoder_cache.py, test_train.py, test_model.py).  Run them on a GPU
-with ``pytest tests/test_cuda.py`` (bench/gpu_run.sh does, recording the log)."""
+Without a CUDA device these tests are skipped (CI has none), all but the last, which needs no
+GPU; the CPU stand-ins of the same code paths run everywhere (test_decoder_cache.py,
+test_train.py, test_model.py).  Run them on a GPU with ``pytest tests/test_cuda.py``
+(bench/gpu_run.sh does, recording the log)."""
 
 import json
 from pathlib import Path
