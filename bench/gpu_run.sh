@@ -41,7 +41,7 @@ else
 fi
 RUN="$OUT/smoke"
 
-step env 30 bash -c "date -u; nvidia-smi || true; git rev-parse HEAD 2>/dev/null || true;
+step env 20 bash -c "date -u; nvidia-smi || true; git rev-parse HEAD 2>/dev/null || true;
   $PY -c 'import torch, platform; print(\"python\", platform.python_version(), \"torch\",
   torch.__version__, \"cuda\", torch.version.cuda, \"gpu\", torch.cuda.is_available()
   and torch.cuda.get_device_name(0))'"
@@ -51,18 +51,21 @@ step test_cuda 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py -rA
 #    beam 4 / greedy over Multi30k's test set vs the pre-#14 decoder.
 step bench_decode 200 "$PY" bench/bench_decode.py --device "$DEVICE" "${DECODE[@]}" \
   --out "$OUT/bench_decode_$DEVICE.json"
-# 3. One training step of the base model at the paper's batch, bf16: ours vs nn.Transformer.
-step bench_train 60 "$PY" bench/bench_train.py --device "$DEVICE" "${TRAIN[@]}" \
+# 3. One training step of the base model at the paper's batch, bf16: ours vs nn.Transformer,
+#    eager, then both compiled.
+step bench_train 45 "$PY" bench/bench_train.py --device "$DEVICE" "${TRAIN[@]}" \
   --out "$OUT/bench_train_$DEVICE.json"
+step bench_train_compiled 90 "$PY" bench/bench_train.py --device "$DEVICE" "${TRAIN[@]}" \
+  --compile --out "$OUT/bench_train_${DEVICE}_compiled.json"
 # 4. The command line as a user runs it on one GPU: torchrun (nccl), a checkpoint, a resume,
 #    then evaluate (beam 4, bfloat16) on the test set.
-step smoke_train 90 "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 \
+step smoke_train 50 "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 \
   -m transformer train --device "$DEVICE" "${SMOKE[@]}" --run-dir "$RUN" --no-progress \
   --overwrite
-step smoke_resume 40 "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 \
+step smoke_resume 30 "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 \
   -m transformer train --device "$DEVICE" "${SMOKE[@]}" --max-steps "$RESUMED" \
   --run-dir "$RUN" --resume auto --no-progress
-step smoke_evaluate 60 bash -c "$PY -m transformer evaluate --device $DEVICE --dtype bfloat16 \
+step smoke_evaluate 40 bash -c "$PY -m transformer evaluate --device $DEVICE --dtype bfloat16 \
   --checkpoint \$(ls $RUN/checkpoints/step_*.pt | tail -1) --json $OUT/smoke_evaluate.json"
 cp "$RUN/log.jsonl" "$OUT/smoke_log.jsonl" 2>/dev/null
 rm -rf "$RUN"  # checkpoints stay on the machine: only logs and JSON come back
