@@ -49,8 +49,9 @@ class _SmoothedCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, eps, ignore_index):
         p = logits.softmax(-1)  # (N, V)
-        top = logits.argmax(-1, keepdim=True)  # (N, 1)
-        lse = logits.gather(1, top) - p.gather(1, top).log()  # (N, 1) log sum_v exp(x_v)
+        # (N, 1) log sum_v exp(x_v) = x_m - log p_m: the largest logit and the largest
+        # probability sit at the same m (two max reductions: a CPU's argmax is 5x slower)
+        lse = logits.amax(-1, keepdim=True) - p.amax(-1, keepdim=True).log()
         keep = target != ignore_index
         index = target.masked_fill(~keep, 0)[:, None]  # (N, 1), any valid class where ignored
         per_token = (lse - logits.gather(1, index)).squeeze(1) * (1.0 - eps)  # -(1-eps) log p_y

@@ -1,0 +1,31 @@
+"""The benchmarks in bench/ still run (they are not tests, and nothing else would notice one
+breaking): each on tiny settings, and what they compare must agree."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import bench_decode  # noqa: E402
+import bench_train  # noqa: E402
+
+
+def test_bench_decode_greedy_part_runs_and_every_float32_decoder_agrees():
+    threads = torch.get_num_threads()
+    result = bench_decode.main(["--only", "greedy", "--repeats", "1", "--batch", "2",
+                                "--src-len", "6", "--steps", "3", "--threads", "1"])
+    torch.set_num_threads(threads)
+    agree = result["greedy"]["agreement_with_this_package"]
+    assert agree["torch.nn.Transformer"] == agree["baseline (before #14)"] == 1.0
+    assert result["provenance"]["device"] == "cpu"
+    assert bench_decode.provenance()["device"] == "cpu"  # bench_loss.py calls it so
+
+
+def test_bench_train_runs_on_the_cpu():
+    result = bench_train.main(["--device", "cpu", "--preset", "tiny", "--steps", "1",
+                               "--warmup-steps", "0", "--tokens", "60", "--seq-len", "6"])
+    cpu = result["cpu"]
+    assert cpu["ours"]["ms_per_step"] > 0 and cpu["torch"]["ms_per_step"] > 0
+    assert "cuda" not in result
