@@ -61,7 +61,8 @@ from transformer.engine.greedy import never_pad_or_bos  # noqa: E402
 from transformer.engine.runtime import git_commit, in_dtype, no_cudnn_attention  # noqa: E402
 
 
-def provenance(device: torch.device = torch.device("cpu")) -> dict:
+def provenance(device: torch.device | None = None) -> dict:
+    device = device or torch.device("cpu")
     cuda = device.type == "cuda"
     return {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu_name(),
             "device": str(device), "gpu": torch.cuda.get_device_name(device) if cuda else None,
