@@ -75,18 +75,18 @@ def provenance(device: torch.device | None = None) -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
 
 
-SYNC = lambda: None  # noqa: E731  (torch.cuda.synchronize when timing a GPU)
-
-
-def timed(runs: dict, repeats: int) -> tuple[dict, dict, dict]:
+def timed(runs: dict, repeats: int, device: torch.device) -> tuple[dict, dict, dict]:
     """Wall times of each of ``runs`` (name -> function), ``repeats`` rounds interleaved so that
-    a change in machine load hits every variant alike, after one warm-up call each.
+    a change in machine load hits every variant alike, after one warm-up call each; on a GPU
+    each from a synchronised start to a synchronised end.
     Returns ({name: [seconds, ...]}, {name: last result}, {name: warm-up call's seconds})."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
     def call(fn):
-        SYNC()
+        sync()
         start = time.perf_counter()
         out = fn()
-        SYNC()
+        sync()
         return out, time.perf_counter() - start
 
     first, results = {}, {}
@@ -146,7 +146,7 @@ def greedy_part(args) -> dict:
             runs[f"this package, bfloat16, {label}"] = lambda m=mode: greedy_decode(
                 bf16, src, max_len=n, compile=m)
     with torch.inference_mode():
-        times, out, first = timed(runs, args.repeats)
+        times, out, first = timed(runs, args.repeats, args.device)
     ours = out["this package"]
     assert ours.shape == (args.batch, n) and not (ours == config.eos_id).any()
     best = {k: min(v) for k, v in times.items()}
@@ -229,7 +229,7 @@ def beam_part(args) -> dict:
                 base: lambda old=old: batched(old, model, tok, sources),
                 ours: lambda new=new: batched(new, model, tok, sources),
                 ours16: lambda new=new: batched(new, bf16, tok, sources),
-            }, args.repeats)
+            }, args.repeats, args.device)
         best = {k: min(v) for k, v in times.items()}
         same = {k: sum(a == b for a, b in zip(out[base], v)) for k, v in out.items()}
         bleu = {k: sacrebleu_score([tok.decode(h) for h in v], references)[0]
@@ -274,9 +274,7 @@ def main(argv=None) -> dict:
     if args.out == "":
         args.out = str(ROOT / "results" / f"bench_decode_{args.device.type}.json")
     torch.set_num_threads(args.threads)
-    global SYNC
     if args.device.type == "cuda":
-        SYNC = torch.cuda.synchronize
         no_cudnn_attention()  # as translate and evaluate run (runtime.pick_device)
     results = {"provenance": provenance(args.device), "timing": "fastest of the rounds",
                "repeats": args.repeats}

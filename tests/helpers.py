@@ -17,6 +17,30 @@ def small_config(vocab: int, **overrides) -> TransformerConfig:
     return TransformerConfig(**{**fields, **overrides})
 
 
+# the decoding tests' vocabulary and special ids (the config's defaults; 3 is UNK)
+V, PAD, BOS, EOS = 40, 0, 1, 2
+
+
+def model_and_batch(seed=0, b=3, s=9, **overrides):
+    """A ``small_config`` model over ``V`` tokens in eval mode, and a (b, s) batch of sources
+    with row 0 padded."""
+    torch.manual_seed(seed)
+    model = Transformer(small_config(V, **overrides)).eval()
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, V, (b, s), generator=g)
+    src[0, 6:] = PAD  # a padded source
+    return model, src
+
+
+def eos_prone_model(seed):
+    """``model_and_batch`` with 6 rows and EOS made likely: some rows end early, some run to
+    the limit (seeds 1 and 9: 4 of 6 end within 10 to 15 steps)."""
+    model, src = model_and_batch(seed, b=6)
+    with torch.no_grad():
+        model.tgt_embed.weight[EOS] *= 5
+    return model, src
+
+
 def tiny_train_config(run_dir, **fields) -> TrainConfig:
     """A TrainConfig for the tiny preset on the copy task: seconds on one CPU thread, no
     progress bar, no validation and no timed saves unless ``fields`` ask for them."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import small_config, tiny_train_config
+from helpers import V, eos_prone_model, small_config, tiny_train_config
 
 from transformer import Transformer, greedy_decode
 from transformer.data import load_dataset
@@ -23,22 +23,9 @@ from transformer.engine.train import train
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-V, PAD, BOS, EOS = 40, 0, 1, 2  # the config's special ids (3 is UNK)
-
-
-def model_and_batch(seed=0, b=6, s=9):
-    torch.manual_seed(seed)
-    model = Transformer(small_config(V)).eval()
-    with torch.no_grad():  # some rows end early, some run to the limit
-        model.tgt_embed.weight[EOS] *= 5
-    src = torch.randint(4, V, (b, s), generator=torch.Generator().manual_seed(seed))
-    src[0, 6:] = PAD
-    return model, src
-
-
 @needs_cuda
 def test_decoding_on_cuda_matches_the_cpu():
-    model, src = model_and_batch(1)
+    model, src = eos_prone_model(1)
     cpu_greedy = greedy_decode(model, src, max_len=15)
     cpu_beams = beam_search(model, src, beam_size=4, max_len=15)
     gpu, gsrc = model.cuda(), src.cuda()
@@ -49,7 +36,7 @@ def test_decoding_on_cuda_matches_the_cpu():
 
 @needs_cuda
 def test_bfloat16_decoding_on_cuda_agrees_with_float32():
-    model, src = model_and_batch(2)
+    model, src = eos_prone_model(2)
     model, src = model.cuda(), src.cuda()
     fp32 = greedy_decode(model, src, max_len=15)
     bf16 = greedy_decode(in_dtype(model, "bfloat16"), src, max_len=15)
@@ -65,7 +52,7 @@ def test_compiled_greedy_on_cuda_matches_eager(mode):
 
     torch._dynamo.reset()
     counters.clear()
-    model, src = model_and_batch(9)
+    model, src = eos_prone_model(9)
     model, src = model.cuda(), src.cuda()
     expected = greedy_decode(model, src, max_len=12)
     for _ in range(2):

@@ -5,21 +5,10 @@ reordered and dropped, static shapes, a compiled step)."""
 
 import pytest
 import torch
-from helpers import small_config
+from helpers import BOS, EOS, V, eos_prone_model, model_and_batch
 
-from transformer import Transformer, greedy_decode
+from transformer import greedy_decode
 from transformer.engine.runtime import in_dtype
-
-V, PAD, BOS, EOS = 40, 0, 1, 2  # the config's special ids (3 is UNK)
-
-
-def model_and_batch(seed=0, b=3, s=9, **overrides):
-    torch.manual_seed(seed)
-    model = Transformer(small_config(V, **overrides)).eval()
-    g = torch.Generator().manual_seed(seed)
-    src = torch.randint(4, V, (b, s), generator=g)
-    src[0, 6:] = PAD  # a padded source
-    return model, src
 
 
 def prefixes(n, t, seed=1):
@@ -100,13 +89,6 @@ def test_projections_stay_the_papers_three_matrices():
     for name in ("w_q", "w_k", "w_v", "w_o"):
         assert f"decoder.0.self_attn.{name}.weight" in keys
     assert not any("qkv" in k for k in keys)  # the fused matrix lives only in a cache
-
-
-def eos_prone_model(seed):
-    model, src = model_and_batch(seed, b=6)
-    with torch.no_grad():  # some rows end early, some run to the limit
-        model.tgt_embed.weight[EOS] *= 5
-    return model, src
 
 
 def test_greedy_drops_finished_rows_and_matches_static_and_uncached():

@@ -311,8 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                        help="decode in this precision (default: float32, as checkpoints are "
                        "stored).  bfloat16 is faster on CPUs with native bf16 (AVX512-BF16, "
-                       "AMX; beam search 1.6x there) and usually on GPUs, slower on other "
-                       "CPUs; a few outputs may differ from float32's")
+                       "AMX; beam search 1.6x there), slower on other CPUs, and gained little "
+                       "on a GPU for a small model; a few outputs may differ from float32's")
 
     p = sub.add_parser(
         "translate", help="translate sentences read from stdin, one per line",
