@@ -1,6 +1,6 @@
 # Two commands do all the set-up (see README.md):
 #   make reproduce   create .venv if missing, install, run the main job
-#   make test        unit tests, lint, notebooks under nbval
+#   make test        lint, then the unit tests and the notebooks (under nbval) in one run
 #   make book, make slides, make test-browser   the notebooks as a website and as slides, and
 #                    their tests in headless Chromium (docs/book/README.md)
 PYTHON ?= python3
@@ -29,10 +29,17 @@ reproduce: $(STAMP)
 # each stage prints how long it took ("stage lint: 2 s"), so a slow suite says where
 TIMED = start=$$(date +%s); trap 'echo "stage $@: $$(( $$(date +%s) - start )) s"' EXIT;
 
-test: $(STAMP) lint unit notebooks
+# lint, then the unit tests and every notebook in one pytest run on two workers: one trains
+# notebook 06's runs while the other runs the unit tests, then notebook 07 (see conftest.py for
+# the order and why); it ends with each part's time. TEST_WORKERS=0 runs everything in turn.
+TEST_WORKERS ?= 2
+NBVAL = --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg
+test: $(STAMP) lint
+	@$(TIMED) $(PY) -m pytest -q -p no:cacheprovider $(NBVAL) -n $(TEST_WORKERS) --dist loadscope \
+	  --no-loadscope-reorder --durations=6 tests notebooks
 
 lint: $(STAMP)
-	@$(TIMED) $(PY) -m ruff check transformer tests tests_browser notebooks bench docs tools
+	@$(TIMED) $(PY) -m ruff check conftest.py transformer tests tests_browser notebooks bench docs tools
 
 # two workers (pytest-xdist): 93 s instead of 161 s on the 2-core machine; UNIT_WORKERS=0 for one
 UNIT_WORKERS ?= 2
@@ -46,8 +53,8 @@ unit: $(STAMP)
 NB_WORKERS ?= 2
 notebooks: $(STAMP)
 	@ls notebooks/*.ipynb >/dev/null 2>&1 || { echo "no notebooks yet"; exit 0; }
-	@$(TIMED) $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
-	  -p no:cacheprovider -n $(NB_WORKERS) --dist loadscope --durations=6 notebooks
+	@$(TIMED) $(PY) -m pytest -q $(NBVAL) -p no:cacheprovider -n $(NB_WORKERS) --dist loadscope \
+	  --durations=6 notebooks
 
 # Re-execute the notebooks and write their outputs (after editing a .py)
 sync: $(STAMP)

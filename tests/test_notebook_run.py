@@ -14,7 +14,7 @@ from transformer.data import load_dataset
 def tiny_setup(tmp_path, monkeypatch):
     dataset = load_dataset("numbers", n_train=300, n_val=50, n_test=50)
     monkeypatch.setenv(reproduce.RUNS_DIR_ENV, str(tmp_path))
-    monkeypatch.setitem(notebook._DATA_CACHE, (None, "de", "en"), (dataset, "numbers"))
+    monkeypatch.setitem(notebook._DATA_CACHE, (None, "en", "de"), (dataset, "numbers"))
     settings = dict(preset="tiny", model=dict(dropout=0.0), max_tokens=256, tokens_per_step=None,
                     warmup=10, max_steps=3, log_every=1, eval_every=None, save_every=1,
                     save_every_minutes=None, keep_last=2, progress=False)

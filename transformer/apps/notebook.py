@@ -5,8 +5,9 @@
     summary, reused = train_or_reuse(cfg, dataset)   # the same for any other small run
 
 Notebook 06 trains this run and notebook 07 evaluates it; both call ``notebook_run`` so they
-agree on the run directory and the settings: the recipe ``notebook-cpu`` or ``notebook-gpu``
-of ``recipes.py`` (where their reasons are written).  When two processes ask for the same run
+agree on the run directory and the settings: the recipe ``notebook-cpu`` or ``notebook-gpu`` of
+``recipes.py`` (where their reasons are written), English -> German by default (the direction
+of the paper's Table 2, here on Multi30k).  When two processes ask for the same run
 at once (``make notebooks`` executes 06 and 07 in parallel), the second waits for the first to
 finish training it, then reuses it.  A run is *finished* when its
 ``summary.json`` names a checkpoint that exists and its ``config.json`` holds the same training
@@ -42,7 +43,7 @@ _VOLATILE = {"run_dir", "overwrite", "resume", "progress", "data_dir"}
 _DATA_CACHE: dict = {}
 
 
-def notebook_dataset(data_dir=None, src="de", tgt="en"):
+def notebook_dataset(data_dir=None, src="en", tgt="de"):
     """``(dataset, note)``: Multi30k src->tgt when available, else the numbers task (cached)."""
     key = (None if data_dir is None else str(data_dir), src, tgt)
     if key not in _DATA_CACHE:
@@ -124,7 +125,7 @@ class NotebookRun:
         return ckpt.list_checkpoints(self.run_dir)
 
 
-def notebook_run(profile: str | None = None, *, src: str = "de", tgt: str = "en",
+def notebook_run(profile: str | None = None, *, src: str = "en", tgt: str = "de",
                  model: dict | None = None, train_if_missing: bool = True,
                  retrain: bool = False, data_dir=None, device=None) -> NotebookRun:
     """The notebook model of ``profile`` (default: ``profile.resolve_profile()``), trained

@@ -123,7 +123,7 @@ RECIPES: dict[str, Recipe] = {
                    save_every_minutes=None, keep_last=5)),
     "notebook-gpu": Recipe(
         what="the run notebooks 06 and 07 train and evaluate on a GPU",
-        why="The same run as reproduce-gpu, so that the notebooks show what make reproduce "
-            "records.",
+        why="The settings of reproduce-gpu, so that the notebooks show what make reproduce "
+            "records for their direction (English -> German: `reproduce --src en --tgt de`).",
         train=_GPU_MULTI30K),
 }
