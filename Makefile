@@ -30,16 +30,17 @@ reproduce: $(STAMP)
 TIMED = start=$$(date +%s); trap 'echo "stage $@: $$(( $$(date +%s) - start )) s"' EXIT;
 
 # lint, then the unit tests and every notebook in one pytest run on two workers: one trains
-# notebook 06's runs while the other runs the unit tests, then notebook 07 (see conftest.py for
-# the order and why); it ends with each part's time. TEST_WORKERS=0 runs everything in turn.
+# notebook 06's runs while the other runs the unit tests, then notebook 07
+# (tools/suite_order.py says in which order and why); it ends with each part's time.
+# TEST_WORKERS=0 runs everything in turn.
 TEST_WORKERS ?= 2
 NBVAL = --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg
 test: $(STAMP) lint
-	@$(TIMED) $(PY) -m pytest -q -p no:cacheprovider $(NBVAL) -n $(TEST_WORKERS) --dist loadscope \
-	  --no-loadscope-reorder --durations=6 tests notebooks
+	@$(TIMED) $(PY) -m pytest -q -p no:cacheprovider -p tools.suite_order $(NBVAL) \
+	  -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=6 tests notebooks
 
 lint: $(STAMP)
-	@$(TIMED) $(PY) -m ruff check conftest.py transformer tests tests_browser notebooks bench docs tools
+	@$(TIMED) $(PY) -m ruff check transformer tests tests_browser notebooks bench docs tools
 
 # two workers (pytest-xdist): 93 s instead of 161 s on the 2-core machine; UNIT_WORKERS=0 for one
 UNIT_WORKERS ?= 2

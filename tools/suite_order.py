@@ -1,8 +1,9 @@
-"""How ``make test`` runs the unit tests and the notebooks together on two workers.
+"""A pytest plugin: how ``make test`` runs the unit tests and the notebooks on two workers.
 
-``make test`` is one pytest run over ``tests`` and ``notebooks`` (pytest-xdist, ``--dist
-loadscope --no-loadscope-reorder``): each test file and each notebook goes whole to one
-worker, in the order below, and a worker takes the next one when it runs short of work.
+``make test`` is one pytest run over ``tests`` and ``notebooks`` with this plugin (``-p
+tools.suite_order``) and pytest-xdist (``--dist loadscope --no-loadscope-reorder``): each test
+file and each notebook goes whole to one worker, in the order below, and a worker takes the
+next one when it runs short of work.
 
 The order matters because of what the notebooks train.  Notebook 06 trains the notebook run
 and its twin, the two longest cells of the suite; notebook 07 evaluates the run that 06
