@@ -97,6 +97,8 @@ logging.getLogger("sacrebleu").setLevel(logging.ERROR)
 # the model translates English into German.
 
 # %% slideshow={"slide_type": "-"}
+# if notebook 06 is training this very run now (make notebooks executes both at once), this
+# waits for it to finish, then loads it
 run = notebook.notebook_run(train_if_missing=(PROFILE == "cpu"))
 model, tokenizer, dataset = run.model, run.tokenizer, run.dataset
 device = next(model.parameters()).device
