@@ -273,9 +273,9 @@ plt.show()
 # Whether a higher *model* score means a higher BLEU depends on the model and on the sentences.
 # A weak model, like the cpu profile's, can gain from the beam because greedy decoding lets it
 # wander into repetitions ("ein blaues Hemd in einem blauen Hemd ...") that beam search,
-# comparing whole hypotheses, more often avoids; but on a sample of a few hundred short sentences the difference
-# is noisy and can come out either way. The paper reports no greedy baseline; it tuned beam size
-# and α on the development set. What happened in this run:
+# comparing whole hypotheses, more often avoids; but on a sample of a few hundred short
+# sentences the difference is noisy and can come out either way. The paper reports no greedy
+# baseline; it tuned beam size and α on the development set. What happened in this run:
 
 # %% slideshow={"slide_type": "-"}
 gain = bleu_table.loc["beam 4", "sacreBLEU"] - bleu_table.loc["greedy", "sacreBLEU"]
@@ -839,9 +839,10 @@ for row, (token, weights) in enumerate(zip(tgt_tokens, cross_last[sharpest])):
 # *es* for *das Tier* (the animal), *er* for *der Hund* (the dog), *sie* for *die Straße*
 # (the street). We translate the sentences with this notebook's model, beam 4, and read two
 # things: which pronoun the translation uses, and how much encoder self-attention the token `it`
-# gives to each candidate noun, per layer, averaged over the heads. If the model resolved the reference, `it` should lean more towards the
-# animal with "tired" and more towards the street with "wide". A small model trained for
-# minutes on image captions (where `it` is rare) is not expected to do this; we look honestly.
+# gives to each candidate noun, per layer, averaged over the heads. If the model resolved the
+# reference, `it` should lean more towards the animal with "tired" and more towards the street
+# with "wide". A small model trained for minutes on image captions (where `it` is rare) is not
+# expected to do this; we look honestly.
 
 # %% slideshow={"slide_type": "-"}
 PRONOUNS = {"animal": "es", "dog": "er", "street": "sie"}
@@ -873,7 +874,7 @@ for (noun, ending), sentence in examples.items():
     hyp = tokenizer.encode(german[noun, ending])
     with torch.no_grad():
         enc = model.attention_maps(torch.tensor([ids], device=device),
-                                      torch.tensor([[c.bos_id] + hyp], device=device))["encoder"]
+                                   torch.tensor([[c.bos_id] + hyp], device=device))["encoder"]
     from_it = enc[:, 0, :, it, :].float().mean(1).cpu().numpy()  # (layers, source positions)
     for layer in range(c.n_layers):
         for candidate in (noun, "street"):

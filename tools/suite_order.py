@@ -46,8 +46,9 @@ def pytest_terminal_summary(terminalreporter):
     for reports in terminalreporter.stats.values():
         for report in reports:
             if getattr(report, "when", None) in ("setup", "call", "teardown"):
-                seconds[_part(report.nodeid)] += report.duration
-                counts[_part(report.nodeid)] += report.when == "call"
+                part = _part(report.nodeid)
+                seconds[part] += report.duration
+                counts[part] += report.when == "call"
     if len(seconds) < 2:
         return
     terminalreporter.section("time by part (summed test durations; the workers run parts "
