@@ -14,9 +14,12 @@
    - the decoder before #14 (``baseline_decoding.py``, frozen);
    - this package's ``greedy_decode``, in float32 and in bfloat16 (a copy of the model cast by
      ``runtime.in_dtype``: what ``translate --dtype bfloat16`` runs);
-   - on a GPU also compiled: ``compile=True`` (inductor) and ``compile="reduce-overhead"``
-     (inductor, each step replayed as a CUDA graph).  The first call, which compiles, is
-     reported apart (``first_call_s``).
+   - on a GPU also the static-shape paths (``GPU_GREEDY``): ``compile=True`` (inductor),
+     ``compile="reduce-overhead"`` (inductor, each decoder call replayed as a CUDA graph),
+     ``cuda_graph=True`` (one whole step recorded as a CUDA graph, with the eager decoder's
+     kernels or, with ``compile=True``, inductor's).  The first call, which compiles or
+     records, is reported apart (``first_call_s``); a variant whose first call fails is left
+     out and its error recorded (``failed``).
 2. Beam 4 (alpha 0.6), then greedy decoding, over Multi30k's test set (1000 sentences,
    de->en) with a ``small`` model trained by this script (``--train-steps``, default 400) or
    given by ``--checkpoint``: the baseline's decoders against this package's, in float32 and
@@ -75,10 +78,13 @@ def provenance(device: torch.device | None = None) -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
 
 
-def timed(runs: dict, repeats: int, device: torch.device) -> tuple[dict, dict, dict]:
+def timed(runs: dict, repeats: int, device: torch.device,
+          errors: dict | None = None) -> tuple[dict, dict, dict]:
     """Wall times of each of ``runs`` (name -> function), ``repeats`` rounds interleaved so that
     a change in machine load hits every variant alike, after one warm-up call each; on a GPU
-    each from a synchronised start to a synchronised end.
+    each from a synchronised start to a synchronised end.  With ``errors`` (a dict), a variant
+    whose warm-up call raises is left out and its error recorded there (a GPU run is too
+    scarce to lose to one failing variant); without, the error propagates.
     Returns ({name: [seconds, ...]}, {name: last result}, {name: warm-up call's seconds})."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
@@ -90,8 +96,15 @@ def timed(runs: dict, repeats: int, device: torch.device) -> tuple[dict, dict, d
         return out, time.perf_counter() - start
 
     first, results = {}, {}
-    for name, fn in runs.items():
-        results[name], first[name] = call(fn)
+    for name, fn in list(runs.items()):
+        try:
+            results[name], first[name] = call(fn)
+        except Exception as error:
+            if errors is None:
+                raise
+            errors[name] = f"{type(error).__name__}: {error}"
+            print(f"   {name}: left out, its first call failed: {errors[name]}")
+            del runs[name]
     times = {name: [] for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
@@ -101,6 +114,13 @@ def timed(runs: dict, repeats: int, device: torch.device) -> tuple[dict, dict, d
 
 
 # ---- part 1: greedy decoding against torch.nn.Transformer ----------------------------------
+
+GPU_GREEDY = {  # label -> greedy_decode's options for a GPU (static steps, few host syncs)
+    "inductor": {"compile": True},
+    "inductor, CUDA graph per decoder call": {"compile": "reduce-overhead"},
+    "CUDA graph per step": {"cuda_graph": True},
+    "inductor, CUDA graph per step": {"compile": True, "cuda_graph": True},
+}
 
 @torch.no_grad()
 def torch_greedy(model: Transformer, ref: torch.nn.Transformer, src, steps: int):
@@ -140,13 +160,13 @@ def greedy_part(args) -> dict:
         "this package, bfloat16": lambda: greedy_decode(bf16, src, max_len=n),
     }
     if args.device.type == "cuda":  # compiling for the CPU gained nothing (README, Speed)
-        for label, mode in (("inductor", True), ("CUDA graphs", "reduce-overhead")):
-            runs[f"this package, {label}"] = lambda m=mode: greedy_decode(
-                model, src, max_len=n, compile=m)
-            runs[f"this package, bfloat16, {label}"] = lambda m=mode: greedy_decode(
-                bf16, src, max_len=n, compile=m)
+        for label, options in GPU_GREEDY.items():
+            for prefix, m in (("", model), ("bfloat16, ", bf16)):
+                runs[f"this package, {prefix}{label}"] = lambda m=m, o=options: greedy_decode(
+                    m, src, max_len=n, **o)
+    errors = {}
     with torch.inference_mode():
-        times, out, first = timed(runs, args.repeats, args.device)
+        times, out, first = timed(runs, args.repeats, args.device, errors)
     ours = out["this package"]
     assert ours.shape == (args.batch, n) and not (ours == config.eos_id).any()
     best = {k: min(v) for k, v in times.items()}
@@ -154,13 +174,14 @@ def greedy_part(args) -> dict:
     tokens = args.batch * n
     print(f"\n1. greedy: small preset ({model.num_parameters() / 1e6:.2f}M parameters), batch "
           f"{args.batch}, source {args.src_len} tokens, {n} output tokens per row")
+    width = max(map(len, best))
     for name, sec in best.items():
-        print(f"   {name:22s} {sec:7.3f} s  {tokens / sec:8.0f} tokens/s   "
+        print(f"   {name:{width}s} {sec:7.3f} s  {tokens / sec:8.0f} tokens/s   "
               f"{best['torch.nn.Transformer'] / sec:5.2f}x as fast as torch.nn.Transformer   "
               f"token agreement with this package (float32) {agree[name]:.4f}")
     return {"batch": args.batch, "src_len": args.src_len, "steps": n,
             "params": model.num_parameters(), "seconds": best, "all_times_s": times,
-            "first_call_s": first,
+            "first_call_s": first, "failed": errors,
             "agreement_with_this_package": agree,
             "speedup_vs_torch": best["torch.nn.Transformer"] / best["this package"],
             "speedup_vs_torch_bf16": best["torch.nn.Transformer"]
@@ -218,30 +239,35 @@ def beam_part(args) -> dict:
         "greedy": (greedy(baseline.greedy_decode),
                    greedy(lambda m, s, n: greedy_decode(m, s, max_len=n))),
     }
+    graphed = "this package, CUDA graph per step"  # on a GPU: a graph recorded per batch
+    graph_greedy = greedy(lambda m, s, n: greedy_decode(m, s, max_len=n, cuda_graph=True))
     print(f"\n2. {dataset.name} {split}, {len(sources)} sentences, small model {path.name}, "
           "batched as translate does")
     result = {"dataset": dataset.name, "split": split, "sentences": len(sources),
               "checkpoint": path.name, "trained_by_this_run": args.checkpoint is None}
     base, ours, ours16 = "baseline (before #14)", "this package", "this package, bfloat16"
     for label, (old, new) in runs.items():
+        variants = {base: lambda old=old: batched(old, model, tok, sources),
+                    ours: lambda new=new: batched(new, model, tok, sources),
+                    ours16: lambda new=new: batched(new, bf16, tok, sources)}
+        if label == "greedy" and args.device.type == "cuda":
+            variants[graphed] = lambda: batched(graph_greedy, model, tok, sources)
+        errors = {}
         with torch.inference_mode():
-            times, out, first = timed({
-                base: lambda old=old: batched(old, model, tok, sources),
-                ours: lambda new=new: batched(new, model, tok, sources),
-                ours16: lambda new=new: batched(new, bf16, tok, sources),
-            }, args.repeats, args.device)
+            times, out, first = timed(variants, args.repeats, args.device, errors)
         best = {k: min(v) for k, v in times.items()}
         same = {k: sum(a == b for a, b in zip(out[base], v)) for k, v in out.items()}
         bleu = {k: sacrebleu_score([tok.decode(h) for h in v], references)[0]
                 for k, v in out.items()}
         print(f"   {label}:")
+        width = max(map(len, best))
         for name, sec in best.items():
-            print(f"   {name:22s} {sec:7.3f} s  {len(sources) / sec:7.1f} sentences/s   "
+            print(f"   {name:{width}s} {sec:7.3f} s  {len(sources) / sec:7.1f} sentences/s   "
                   f"{best[base] / sec:5.2f}x as fast as the baseline   outputs identical to "
                   f"the baseline's: {same[name]:4d} of {len(sources)}   sacreBLEU "
                   f"{bleu[name]:.2f}")
         result[label.replace(" ", "")] = {
-            "seconds": best, "all_times_s": times, "first_call_s": first,
+            "seconds": best, "all_times_s": times, "first_call_s": first, "failed": errors,
             "identical_outputs": same[ours],
             "identical_to_baseline": same, "sacrebleu": bleu,
             "output_tokens": sum(len(h) for h in out[ours]),

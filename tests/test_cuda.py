@@ -1,5 +1,6 @@
 """The CUDA paths, on a GPU: bf16 autocast and fused Adam in training, ``--compile`` (inductor),
-decoding on the device, compiled greedy decoding with and without CUDA graphs.
+decoding on the device, compiled greedy decoding with and without CUDA graphs, greedy decoding
+recorded whole as a CUDA graph.
 
 Each is checked against float32 eager on the same device (or on the CPU), on small shapes.
 Without a CUDA device these tests are skipped (CI has none), all but the last, which needs no
@@ -59,6 +60,29 @@ def test_compiled_greedy_on_cuda_matches_eager(mode):
         assert torch.equal(greedy_decode(model, src, max_len=12, compile=mode), expected)
     assert counters["stats"]["unique_graphs"] == 1
     assert not counters["inductor"]["cudagraph_skips"]
+
+
+@needs_cuda
+@pytest.mark.parametrize("compile", [False, True])
+@pytest.mark.parametrize("sync_every", [1, 8])
+def test_cuda_graph_greedy_matches_eager_with_one_replay_per_token(compile, sync_every,
+                                                                     monkeypatch):
+    """``cuda_graph=True``: step 1 eager, then one recorded step replayed once per token (with
+    the eager decoder's kernels, or inductor's), and the same tokens as the dynamic path."""
+    torch._dynamo.reset()
+    model, src = eos_prone_model(9)
+    model, src = model.cuda(), src.cuda()
+    expected = greedy_decode(model, src, max_len=12)
+    replays = []
+    real_replay = torch.cuda.CUDAGraph.replay
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "replay",
+                        lambda g: replays.append(1) or real_replay(g))
+    for _ in range(2):
+        out = greedy_decode(model, src, max_len=12, compile=compile, cuda_graph=True,
+                            sync_every=sync_every)
+        assert torch.equal(out, expected)
+    assert expected.size(1) == 12  # two rows never end: 12 steps, the first one eager
+    assert len(replays) == 2 * 11
 
 
 @needs_cuda

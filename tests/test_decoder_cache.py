@@ -100,6 +100,36 @@ def test_greedy_drops_finished_rows_and_matches_static_and_uncached():
     assert torch.equal(cached, greedy_decode(model, src, max_len=15, compile="eager"))
 
 
+@pytest.mark.parametrize("sync_every", [1, 3, 8, 100])
+def test_static_greedy_checks_for_the_end_every_few_steps_with_the_same_output(
+        sync_every, monkeypatch):
+    """The static path (compiled or CUDA-graphed steps) asks the device whether every row has
+    ended only every ``sync_every`` steps: it may run a few steps past the end, in which ended
+    rows write padding, and trims them, so the output is the dynamic path's, shape included."""
+    model, src = eos_prone_model(1)
+    src[:, -3:] = EOS  # shorter sources: every row ends (at step 14 of at most 40)
+    expected = greedy_decode(model, src, max_len=40)
+    assert (expected == EOS).any(1).all() and expected.size(1) < 40
+    checks = []
+    real_all = torch.Tensor.all
+    monkeypatch.setattr(torch.Tensor, "all", lambda t, *a: checks.append(1) or real_all(t, *a))
+    out = greedy_decode(model, src, max_len=40, compile="eager", sync_every=sync_every)
+    assert torch.equal(out, expected)
+    first_check_after_the_end = -(-expected.size(1) // sync_every) * sync_every
+    if first_check_after_the_end <= 40:
+        assert len(checks) == first_check_after_the_end // sync_every
+    else:  # no check came after the end: every step ran
+        assert len(checks) == 40 // sync_every
+
+
+def test_cuda_graph_option_refuses_what_it_cannot_do():
+    model, src = eos_prone_model(1)
+    with pytest.raises(ValueError, match="needs a CUDA device; the model is on cpu"):
+        greedy_decode(model, src, max_len=5, cuda_graph=True)
+    with pytest.raises(ValueError, match="sync_every must be >= 1"):
+        greedy_decode(model, src, max_len=5, compile="eager", sync_every=0)
+
+
 @pytest.mark.parametrize("dtype", [None, "bfloat16"])
 def test_compiled_step_is_one_graph_for_every_step(dtype):
     """torch.compile(fullgraph=True) of the static step through AOT autograd's functionalised
