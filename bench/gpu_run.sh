@@ -3,7 +3,8 @@
 # measurement this project needs, in order of importance, each under its own time limit, so
 # that one failing or slow step costs only its own minutes.  Logs and JSON go to $OUT.
 #
-#   OUT=build/gpu bash bench/gpu_run.sh            # on the GPU machine (python3 there)
+#   OUT=build/gpu bash bench/gpu_run.sh            # on the GPU machine (python3 there),
+#                                                  # with data/cache and .whl/ carried
 #   QUICK=1 DEVICE=cpu OUT=build/gpu-rehearsal PYTHON=.venv/bin/python bash bench/gpu_run.sh
 #                                                  # rehearsal on the CPU, tiny budgets
 #   ONLY="env test_cuda bench_decode" ...          # only the steps named
@@ -34,6 +35,21 @@ step() {  # step NAME SECONDS COMMAND...: run it under a time limit, log it, go 
   [ $rc -eq 0 ] || FAILED+=("$name (exit $rc)")
 }
 
+# The GPU machine's python has no sacremoses (the package imports it): install the wheel
+# brought in .whl/ (shared/notes/gpu.md), or stop here with the reason.
+if ! "$PY" -c "import sacremoses" 2>/dev/null; then
+  if ls .whl/sacremoses-*.whl >/dev/null 2>&1; then
+    DEPS=$(mktemp -d)
+    "$PY" -m pip install --quiet --no-index --no-deps --target "$DEPS" .whl/*.whl
+    export PYTHONPATH="$PYTHONPATH:$DEPS"
+  else
+    echo "sacremoses is missing and .whl/ holds no wheel of it: on the CPU machine run" \
+      "pip download --only-binary=:all: --python-version 3.12 --no-deps -d .whl sacremoses," \
+      "and carry .whl" | tee -a "$LOG"
+    exit 1
+  fi
+fi
+
 if [ "$QUICK" = 1 ]; then
   DECODE=(--repeats 1 --batch 4 --steps 5 --sentences 40 --train-steps 5)
   TRAIN=(--steps 1 --warmup-steps 1 --tokens 200 --gpu-tokens 2000)
@@ -62,7 +78,7 @@ step bench_decode 240 "$PY" bench/bench_decode.py --device "$DEVICE" "${DECODE[@
 #    eager, then both compiled.
 step bench_train 45 "$PY" bench/bench_train.py --device "$DEVICE" "${TRAIN[@]}" \
   --out "$OUT/bench_train_$DEVICE.json"
-step bench_train_compiled 90 "$PY" bench/bench_train.py --device "$DEVICE" "${TRAIN[@]}" \
+step bench_train_compiled 150 "$PY" bench/bench_train.py --device "$DEVICE" "${TRAIN[@]}" \
   --compile --out "$OUT/bench_train_${DEVICE}_compiled.json"
 # 4. The command line as a user runs it on one GPU: torchrun (nccl), a checkpoint, a resume,
 #    then evaluate (beam 4, bfloat16) on the test set.
