@@ -239,8 +239,6 @@ def beam_part(args) -> dict:
         "greedy": (greedy(baseline.greedy_decode),
                    greedy(lambda m, s, n: greedy_decode(m, s, max_len=n))),
     }
-    graphed = "this package, CUDA graph per step"  # on a GPU: a graph recorded per batch
-    graph_greedy = greedy(lambda m, s, n: greedy_decode(m, s, max_len=n, cuda_graph=True))
     print(f"\n2. {dataset.name} {split}, {len(sources)} sentences, small model {path.name}, "
           "batched as translate does")
     result = {"dataset": dataset.name, "split": split, "sentences": len(sources),
@@ -250,8 +248,10 @@ def beam_part(args) -> dict:
         variants = {base: lambda old=old: batched(old, model, tok, sources),
                     ours: lambda new=new: batched(new, model, tok, sources),
                     ours16: lambda new=new: batched(new, bf16, tok, sources)}
-        if label == "greedy" and args.device.type == "cuda":
-            variants[graphed] = lambda: batched(graph_greedy, model, tok, sources)
+        if label == "greedy" and args.device.type == "cuda":  # a graph recorded per batch
+            graphed = greedy(lambda m, s, n: greedy_decode(m, s, max_len=n, cuda_graph=True))
+            variants["this package, CUDA graph per step"] = lambda graphed=graphed: batched(
+                graphed, model, tok, sources)
         errors = {}
         with torch.inference_mode():
             times, out, first = timed(variants, args.repeats, args.device, errors)

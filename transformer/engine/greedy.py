@@ -31,7 +31,7 @@ def greedy_decode(model: Transformer, src: torch.Tensor, max_len: int | None = N
     leave the batch, so later steps cost only the rows still going.
 
     For GPUs, where a step of a small model costs more in kernel launches and host round trips
-    than in arithmetic, three options fix every step's shapes instead (``DecoderCache`` static
+    than in arithmetic, two options fix every step's shapes instead (``DecoderCache`` static
     mode: no row leaves, ended rows write padding) and run the steps without waiting for the
     device, checking whether every row has ended only every ``sync_every`` steps (default 8 on
     a GPU, 1 on the CPU); the output is the same:
@@ -85,15 +85,15 @@ def _greedy_static(model, memory, src_mask, max_len, compile, cuda_graph,
     if cuda_graph and device.type != "cuda":
         raise ValueError(f"cuda_graph=True needs a CUDA device; the model is on {device}: "
                          "leave it False (the CPU has no launch cost to save)")
-    if cuda_graph and compile in ("reduce-overhead", "max-autotune"):
-        raise ValueError(f"compile={compile!r} already replays CUDA graphs; with "
-                         "cuda_graph=True use compile=True or False")
     if sync_every is None:
         sync_every = 8 if device.type == "cuda" else 1
     if sync_every < 1:
         raise ValueError(f"sync_every must be >= 1, got {sync_every}")
     n = memory.size(0)
     cache = model.new_cache(memory, src_mask, capacity=max_len, static=True, compile=compile)
+    if cuda_graph and cache.cudagraphs:
+        raise ValueError(f"compile={compile!r} already replays CUDA graphs; with "
+                         "cuda_graph=True use compile=True or False")
     out = torch.full((n, max_len), c.pad_id, dtype=torch.long, device=device)
     tokens = torch.full((n,), c.bos_id, dtype=torch.long, device=device)
     finished = torch.zeros(n, dtype=torch.bool, device=device)
