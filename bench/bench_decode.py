@@ -13,7 +13,9 @@
      position is projected to the vocabulary;
    - the decoder before #14 (``baseline_decoding.py``, frozen);
    - this package's ``greedy_decode``, in float32 and in bfloat16 (a copy of the model cast by
-     ``runtime.in_dtype``: what ``translate --dtype bfloat16`` runs);
+     ``runtime.in_dtype``: what ``translate --dtype bfloat16`` runs); on a CPU also in float32
+     with PyTorch's own linear layers (``TRANSFORMER_ONEDNN=0``; by default they run through
+     oneDNN with packed weights, ``transformer/engine/onednn.py``), to show what that gives;
    - on a GPU also the static-shape paths (``GPU_GREEDY``): ``compile=True`` (inductor),
      ``compile="reduce-overhead"`` (inductor, each decoder call replayed as a CUDA graph),
      ``cuda_graph=True`` (one whole step recorded as a CUDA graph, with the eager decoder's
@@ -23,8 +25,8 @@
 2. Beam 4 (alpha 0.6), then greedy decoding, over Multi30k's test set (1000 sentences,
    de->en) with a ``small`` model trained by this script (``--train-steps``, default 400) or
    given by ``--checkpoint``: the baseline's decoders against this package's, in float32 and
-   in bfloat16, batched as ``translate`` batches (sorted by length, 4000 source tokens per
-   batch), with the sacreBLEU of each.
+   in bfloat16 (on a CPU also without oneDNN, as in part 1), batched as ``translate`` batches
+   (sorted by length, 4000 source tokens per batch), with the sacreBLEU of each.
 
 bfloat16 is fast only on CPUs with native bf16 instructions (AVX512-BF16 or AMX: the provenance
 records which the CPU has), and changes some outputs: the float32 rows are the ones that compute
@@ -57,6 +59,7 @@ from helpers import copy_into_reference  # noqa: E402  (the converter test_model
 
 from transformer import Transformer, TransformerConfig, greedy_decode  # noqa: E402
 from transformer.apps.profile import cpu_bf16_flags, cpu_name  # noqa: E402
+from transformer.engine import onednn  # noqa: E402
 from transformer.engine.beam_search import beam_search  # noqa: E402
 from transformer.engine.bleu import sacrebleu_score  # noqa: E402
 from transformer.engine.evaluate import padded_batches  # noqa: E402
@@ -73,7 +76,8 @@ def provenance(device: torch.device | None = None) -> dict:
             "tf32": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
             "cores": os.cpu_count(), "threads": torch.get_num_threads(), "commit": git_commit(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cpu_bf16_flags": cpu_bf16_flags(),
+            "cpu_bf16_flags": cpu_bf16_flags(), "onednn": onednn.available(),
+            "TRANSFORMER_ONEDNN": os.environ.get("TRANSFORMER_ONEDNN"),
             "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
 
@@ -114,6 +118,24 @@ def timed(runs: dict, repeats: int, device: torch.device,
 
 
 # ---- part 1: greedy decoding against torch.nn.Transformer ----------------------------------
+
+WITHOUT_ONEDNN = "this package, PyTorch's linear layers (TRANSFORMER_ONEDNN=0)"
+
+
+def without_onednn(fn):
+    """``fn`` run with the package's linear layers left to PyTorch (onednn.packed_linears off)."""
+    def run():
+        before = os.environ.get("TRANSFORMER_ONEDNN")
+        os.environ["TRANSFORMER_ONEDNN"] = "0"
+        try:
+            return fn()
+        finally:
+            if before is None:
+                del os.environ["TRANSFORMER_ONEDNN"]
+            else:
+                os.environ["TRANSFORMER_ONEDNN"] = before
+    return run
+
 
 GPU_GREEDY = {  # label -> greedy_decode's options for a GPU (static steps, few host syncs)
     "inductor": {"compile": True},
@@ -159,6 +181,8 @@ def greedy_part(args) -> dict:
         "this package": lambda: greedy_decode(model, src, max_len=n),
         "this package, bfloat16": lambda: greedy_decode(bf16, src, max_len=n),
     }
+    if args.device.type == "cpu":
+        runs[WITHOUT_ONEDNN] = without_onednn(lambda: greedy_decode(model, src, max_len=n))
     if args.device.type == "cuda":  # compiling for the CPU gained nothing (README, Speed)
         for label, options in GPU_GREEDY.items():
             for prefix, m in (("", model), ("bfloat16, ", bf16)):
@@ -248,6 +272,9 @@ def beam_part(args) -> dict:
         variants = {base: lambda old=old: batched(old, model, tok, sources),
                     ours: lambda new=new: batched(new, model, tok, sources),
                     ours16: lambda new=new: batched(new, bf16, tok, sources)}
+        if args.device.type == "cpu":
+            variants[WITHOUT_ONEDNN] = without_onednn(lambda new=new: batched(
+                new, model, tok, sources))
         if label == "greedy" and args.device.type == "cuda":  # a graph recorded per batch
             graphed = greedy(lambda m, s, n: greedy_decode(m, s, max_len=n, cuda_graph=True))
             variants["this package, CUDA graph per step"] = lambda graphed=graphed: batched(

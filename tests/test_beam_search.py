@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transformer import Transformer, TransformerConfig, greedy_decode
-from transformer.engine.beam_search import beam_search, length_penalty
+from transformer.engine.beam_search import beam_search, best_extensions, length_penalty
 
 PAD, BOS, EOS, A, B, C = range(6)
 
@@ -43,9 +43,12 @@ class MarkovModel(nn.Module):
         # nothing to keep: the next token depends on the last one only
         return SimpleNamespace(static=False, reorder=lambda index, sentences=None: None)
 
-    def decode_step(self, tokens, cache):  # the cached path: the latest token of every row
+    def decode_step(self, tokens, cache, project=True):  # cached: the latest token of each row
         self.calls += 1
-        return self.logp[tokens]  # (N, V)
+        return self.logp[tokens]  # (N, V): already the scores, so project is the identity
+
+    def project(self, x):
+        return x
 
     def decode(self, tgt_in, memory, src_mask):  # the uncached path: every prefix in full
         self.calls += 1
@@ -274,3 +277,21 @@ def test_decoders_never_emit_pad_or_bos(use_cache):
         assert hyps
         assert_no_pad_or_bos_before_eos([tokens for tokens, _, _ in hyps])
         assert all(math.isfinite(score) for _, score, _ in hyps)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 128])
+def test_best_extensions_in_pieces_equal_all_rows_at_once(rows):
+    """Beam search scores the extensions of its rows ``rows`` at a time on a CPU: the same
+    top tokens and log-probabilities as one (N, V) softmax, pad and BOS never among them."""
+    torch.manual_seed(0)
+    config = TransformerConfig.from_preset("tiny", src_vocab_size=50, tgt_vocab_size=50)
+    model = Transformer(config).eval()
+    hidden = torch.randn(10, config.d_model)
+    with torch.no_grad():
+        logp = model.project(hidden).log_softmax(-1)
+        logp[:, [config.pad_id, config.bos_id]] = float("-inf")
+        expected = logp.topk(8, dim=-1)
+        values, tokens = best_extensions(model.project, hidden, config, 8, rows=rows)
+    torch.testing.assert_close(values, expected.values)
+    assert torch.equal(tokens, expected.indices)
+    assert not torch.isin(tokens, torch.tensor([config.pad_id, config.bos_id])).any()

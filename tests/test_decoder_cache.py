@@ -194,3 +194,22 @@ def test_reduce_overhead_mode_marks_the_cache_for_cuda_graphs(monkeypatch):
     steps.clear()
     assert torch.equal(greedy_decode(model, src, max_len=10, compile=True), expected)
     assert calls[-1]["mode"] is None and not steps  # plain inductor: no CUDA graphs
+
+
+def test_a_step_without_projection_is_what_project_maps_to_the_logits():
+    """``decode_step(project=False)`` (beam search projects rows a piece at a time) returns the
+    decoder's output; ``project`` of it gives the logits of ``decode_step``.  Not for a
+    compiled step."""
+    model, src = model_and_batch()
+    tgt = prefixes(src.size(0), 4)
+    with torch.no_grad():
+        memory, mask = model.encode(src), model.padding_mask(src)
+        logits = stepwise(model, model.new_cache(memory, mask), tgt)
+        cache = model.new_cache(memory, mask)
+        hidden = torch.stack([model.decode_step(tgt[:, t], cache, project=False)
+                              for t in range(tgt.size(1))], 1)
+        assert hidden.shape == (*tgt.shape, model.config.d_model)
+        torch.testing.assert_close(model.project(hidden), logits)
+        compiled = model.new_cache(memory, mask, compile="aot_eager")
+        with pytest.raises(ValueError, match="without compile"):
+            model.decode_step(tgt[:, 0], compiled, project=False)

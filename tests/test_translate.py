@@ -62,7 +62,10 @@ class CopyModel(nn.Module):
     def new_cache(self, memory, src_mask, rows=None, capacity=64, compile=False):
         return CopyCache(memory[:, :, 0].long())
 
-    def decode_step(self, tokens, cache):  # N = B * g rows: g rows per source sentence
+    def project(self, x):  # decode_step's output already is the logits
+        return x
+
+    def decode_step(self, tokens, cache, project=True):  # N = B * g rows: g per source sentence
         n, b = tokens.size(0), cache.src.size(0)
         src = torch.cat([cache.src, torch.full((b, 1), PAD)], dim=1)  # room to run past it
         target = src[:, min(cache.length, src.size(1) - 1)].repeat_interleave(n // b)

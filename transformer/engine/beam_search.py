@@ -39,6 +39,7 @@ import torch
 
 from ..model import Transformer
 from .greedy import never_pad_or_bos
+from .onednn import packed_linears
 from .runtime import eval_mode
 
 Hypothesis = tuple[list[int], float, float]  # (tokens without BOS/EOS, score, log-probability)
@@ -47,6 +48,22 @@ Hypothesis = tuple[list[int], float, float]  # (tokens without BOS/EOS, score, l
 def length_penalty(length, alpha: float):
     """GNMT length penalty lp = ((5 + length) / 6) ** alpha; 1 when length = 1 or alpha = 0."""
     return ((5.0 + length) / 6.0) ** alpha
+
+
+def best_extensions(project, x: torch.Tensor, config, k: int, rows: int | None = None):
+    """The ``k`` most probable next tokens of each decoder row, ``(N, k)`` log-probabilities
+    and ``(N, k)`` token ids, from ``x`` (N, ...) whose logits are ``project(x)`` (N, V): the
+    model's own log-probabilities, then pad and BOS ruled out.  ``rows`` rows at a time
+    (default 128 on a CPU, all at once elsewhere): a piece's (rows, V) logits stay in the CPU's
+    cache from the product to the top-k, and are not fresh pages from the system each step."""
+    rows = rows or (128 if x.device.type == "cpu" else max(x.size(0), 1))
+    values, indices = [], []
+    for piece in x.split(rows):
+        logp = never_pad_or_bos(project(piece).float().log_softmax(-1), config, inplace=True)
+        top = logp.topk(min(k, logp.size(-1)), dim=-1)
+        values.append(top.values)
+        indices.append(top.indices)
+    return torch.cat(values), torch.cat(indices)
 
 
 @torch.no_grad()
@@ -66,7 +83,7 @@ def beam_search(model: Transformer, src: torch.Tensor, beam_size: int = 4, alpha
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0 (the early-stop bound assumes it), got {alpha}")
-    with eval_mode(model):
+    with eval_mode(model), packed_linears(model, enabled=use_cache):  # uncached: the reference
         nbest = _search(model, src, beam_size, alpha, max_len_offset, max_len, use_cache)
     if return_scores:
         return nbest
@@ -95,17 +112,16 @@ def _search(model, src, K, alpha, max_len_offset, max_len, use_cache) -> list[li
 
     for step in range(1, max(limits, default=0) + 1):  # step = |Y| once this token is added
         n, k = scores.shape
-        if cache is not None:
-            logits = model.decode_step(ys[:, -1], cache)  # (n*k, V)
-        else:
-            logits = model.decode(ys, memory.repeat_interleave(k, 0),
-                                  src_mask.repeat_interleave(k, 0))[:, -1]
-        # the model's own log-probabilities, then pad and BOS ruled out as next tokens
-        logp = never_pad_or_bos(logits.float().log_softmax(-1), c, inplace=True)  # (n*k, V)
         # a hypothesis's 2K best extensions hold all of its candidates for the 2K best of its
         # sentence: rank within each hypothesis first (k_row), then across its sentence's k
-        k_row = min(2 * K, logp.size(-1))
-        top_logp, top_token = logp.topk(k_row, dim=-1)  # (n*k, k_row)
+        if cache is not None:
+            hidden = model.decode_step(ys[:, -1], cache, project=False)  # (n*k, d_model)
+            top_logp, top_token = best_extensions(model.project, hidden, c, 2 * K)
+        else:
+            logits = model.decode(ys, memory.repeat_interleave(k, 0),
+                                  src_mask.repeat_interleave(k, 0))[:, -1]  # (n*k, V)
+            top_logp, top_token = best_extensions(lambda x: x, logits, c, 2 * K)
+        k_row = top_logp.size(1)  # 2K, or V for a vocabulary smaller than that
         cand = (scores.view(-1, 1) + top_logp).view(n, k * k_row)
         top, idx = cand.topk(min(2 * K, k * k_row), dim=1)  # (n, <= 2K) best first
         beam, token = idx // k_row, top_token.view(n, k * k_row).gather(1, idx)

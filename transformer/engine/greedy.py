@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..model import Transformer
+from .onednn import packed_linears
 from .runtime import eval_mode
 
 
@@ -45,7 +46,8 @@ def greedy_decode(model: Transformer, src: torch.Tensor, max_len: int | None = N
     the cache).
     """
     max_len = src.size(1) + 50 if max_len is None else max_len
-    with eval_mode(model):
+    # the reference (uncached) and compiled paths keep PyTorch's own linear layers
+    with eval_mode(model), packed_linears(model, enabled=use_cache and not compile):
         memory, src_mask = model.encode(src), model.padding_mask(src)
         if not use_cache:
             return _greedy_uncached(model, memory, src_mask, max_len)

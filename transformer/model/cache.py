@@ -35,7 +35,9 @@ class LayerCache:
         self.k = new(rows, attn.n_heads, capacity, attn.d_k)
         self.v = new(rows, attn.n_heads, capacity, attn.d_v)
         self.spare = None  # buffers of the same shape, allocated by the first reorder
-        self.cross_k, self.cross_v = layer.cross_attn.project_kv(memory, memory)  # (B, h, S, d)
+        # (B, h, S, d), each head's keys in one block: the step's products read them as they are
+        self.cross_k, self.cross_v = (t.contiguous() for t in
+                                      layer.cross_attn.project_kv(memory, memory))
 
     def reorder(self, index: torch.Tensor, length: int) -> None:
         """Rows ``index`` of the first ``length`` positions, copied once into the spare buffers,

@@ -125,22 +125,28 @@ class Transformer(nn.Module):
                                           fullgraph=True, dynamic=False)
         return cache
 
-    def decode_step(self, tokens: torch.Tensor, cache: DecoderCache) -> torch.Tensor:
+    def decode_step(self, tokens: torch.Tensor, cache: DecoderCache,
+                    project: bool = True) -> torch.Tensor:
         """Logits (N, tgt_vocab_size) of the next token of every decoder row, from its latest
         token ``tokens`` (N,) and the earlier ones held in ``cache``: the last position of
-        ``decode`` over the whole prefix (to float tolerance), at the cost of one position."""
+        ``decode`` over the whole prefix (to float tolerance), at the cost of one position.
+        ``project=False`` returns the decoder's output (N, d_model) before ``project``, for a
+        caller that projects it a piece at a time (beam search); not with a compiled step."""
+        if not project and cache.step_fn is not None:
+            raise ValueError("decode_step(project=False) needs a cache made without compile=")
         position = cache.next_position()
         if cache.cudagraphs:  # the previous step's logits are consumed: its memory may be reused
             torch.compiler.cudagraph_mark_step_begin()
-        logits = (cache.step_fn or self._step)(tokens, cache, position)
+        out = (cache.step_fn or self._step)(tokens, cache, position, project)
         cache.advance()
-        return logits
+        return out
 
-    def _step(self, tokens, cache: DecoderCache, position) -> torch.Tensor:
+    def _step(self, tokens, cache: DecoderCache, position, project=True) -> torch.Tensor:
         y = self.embed(tokens[:, None], self.tgt_embed, self.tgt_pos, position)  # (N, 1, d)
         for layer, kv in zip(self.decoder, cache.layers):  # y: (N, 1, d_model)
             y = layer.step(y, kv, cache.src_mask, position)
-        return self.project(self.decoder_norm(y))[:, 0]
+        y = self.decoder_norm(y)[:, 0]  # (N, d_model)
+        return self.project(y) if project else y
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         memory = self.encode(src)

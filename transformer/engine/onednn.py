@@ -1,0 +1,125 @@
+"""Float32 decoding on the CPU through oneDNN: linear layers with their weights packed once.
+
+PyTorch computes ``nn.Linear`` on the CPU with MKL's SGEMM.  oneDNN, which PyTorch also ships
+(``torch.compile`` uses it for frozen models on the CPU), multiplies by a weight reordered once
+into its own blocked layout.  On the decoder's shapes that was about twice as fast on the AMD
+EPYC we benchmark on (bench/bench_decode.py).  It is float32 either way: the same products,
+summed in another order, so logits agree to float32 rounding.
+
+``packed_linears(model)`` is a context in which every ``nn.Linear`` of ``model``, the
+self-attention's stacked W^Q W^K W^V (``MultiHeadAttention.fused_qkv``) and the output
+projection run that way.  Greedy decoding and beam search enter it.  Packed weights are kept
+between contexts and packed again when a parameter changes (``Tensor._version``), so decoding
+batch after batch packs once.  Nothing changes outside the context: training and autograd never
+see it.  It does nothing on other devices or dtypes, in training mode, with gradients enabled,
+where PyTorch lacks the oneDNN ops, or with ``TRANSFORMER_ONEDNN=0`` in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from ..model import Transformer
+from ..model.attention import MultiHeadAttention
+from ..model.feedforward import FeedForward
+
+# module -> ((id, version) of the tensors its packed weight was made from, packed weight)
+_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def available() -> bool:
+    """Whether this PyTorch has oneDNN's packed linear ops (CPU builds for x86 and ARM do)."""
+    try:
+        return (torch.backends.mkldnn.is_available()
+                and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+                and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def applies(model: nn.Module) -> bool:
+    """Whether ``packed_linears(model)`` would pack (see the module docstring)."""
+    weight = next(model.parameters(), None)
+    return (os.environ.get("TRANSFORMER_ONEDNN", "1") != "0" and weight is not None
+            and weight.device.type == "cpu" and weight.dtype == torch.float32
+            and not model.training and not torch.is_grad_enabled() and available())
+
+
+def _packed(owner: nn.Module, *sources: torch.Tensor) -> torch.Tensor:
+    """``owner``'s packed weight: the rows of ``sources`` stacked, reordered for oneDNN; made
+    again only when one of them is another tensor or was changed in place.  Tensors made under
+    ``torch.inference_mode`` keep no version count: theirs are packed every time."""
+    key = tuple((id(t), None if t.is_inference() else t._version) for t in sources)
+    held = _PACKED.get(owner)
+    if held is None or held[0] != key or None in (v for _, v in key):
+        weight = sources[0] if len(sources) == 1 else torch.cat(sources)
+        held = key, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
+        _PACKED[owner] = held
+    return held[1]
+
+
+def _linear(packed: torch.Tensor, bias: torch.Tensor | None, then: str = "none"):
+    def forward(x: torch.Tensor) -> torch.Tensor:  # F.linear(x, weight, bias), through oneDNN
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, then, [], "")
+    return forward
+
+
+def _packed_linear(linear: nn.Linear, then: str = "none"):
+    """``linear``'s forward through oneDNN; ``then="relu"`` applies max(0, .) in the same pass."""
+    bias = None if linear.bias is None else linear.bias.detach()
+    return _linear(_packed(linear, linear.weight), bias, then)
+
+
+def _feed_forward(ffn: FeedForward):
+    """``ffn``'s forward, max(0, x W1 + b1) W2 + b2, with the ReLU fused into the first product."""
+    first, second = _packed_linear(ffn.w_1, "relu"), _packed_linear(ffn.w_2)
+    return lambda x: second(first(x))
+
+
+@contextmanager
+def packed_linears(model: Transformer, enabled: bool = True) -> Iterator[Transformer]:
+    """Run ``model``'s linear layers through oneDNN for the block (when ``enabled`` and
+    ``applies``)."""
+    if not (enabled and applies(model)):
+        yield model
+        return
+    patched: list[tuple[nn.Module, str]] = []
+
+    def patch(module: nn.Module, name: str, function) -> None:
+        setattr(module, name, function)  # an instance attribute: shadows the class's method
+        patched.append((module, name))
+
+    try:
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                patch(module, "forward", _packed_linear(module))
+            elif isinstance(module, FeedForward):
+                patch(module, "forward", _feed_forward(module))
+            elif isinstance(module, MultiHeadAttention):
+                patch(module, "project_qkv", _stacked_qkv(module))
+        if isinstance(model, Transformer) and model.generator is None:  # tied: tgt_embed projects
+            patch(model, "project", _linear(_packed(model, model.tgt_embed.weight), None))
+        yield model
+    finally:
+        for module, name in reversed(patched):
+            delattr(module, name)
+
+
+def _stacked_qkv(attn: MultiHeadAttention):
+    """``attn.project_qkv`` with the stacked matrix packed.  Every caller passes it what
+    ``attn.fused_qkv()`` returns (the same numbers), so the packed copy of those stands in."""
+    parts = (attn.w_q, attn.w_k, attn.w_v)
+    packed = _packed(attn, *(p.weight for p in parts))
+    bias = torch.cat([p.bias for p in parts]).detach()
+    linear = _linear(packed, bias)
+    sizes = [attn.n_heads * attn.d_k, attn.n_heads * attn.d_k, attn.n_heads * attn.d_v]
+
+    def project_qkv(x: torch.Tensor, weight=None, bias=None):
+        return linear(x).split(sizes, -1)
+    return project_qkv
