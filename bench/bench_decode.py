@@ -27,6 +27,9 @@
    given by ``--checkpoint``: the baseline's decoders against this package's, in float32 and
    in bfloat16 (on a CPU also without oneDNN, as in part 1), batched as ``translate`` batches
    (sorted by length, 4000 source tokens per batch), with the sacreBLEU of each.
+3. On a CPU, each of the small preset's linear layers alone, for 32 and 600 rows: PyTorch's
+   ``F.linear`` (MKL's SGEMM in PyTorch's CPU builds) against oneDNN with the weight packed
+   once, the pair that ``transformer/engine/onednn.py`` chooses between.
 
 bfloat16 is fast only on CPUs with native bf16 instructions (AVX512-BF16 or AMX: the provenance
 records which the CPU has), and changes some outputs: the float32 rows are the ones that compute
@@ -307,6 +310,45 @@ def strip(row: list[int], eos: int) -> list[int]:
     return row[: row.index(eos)] if eos in row else row
 
 
+# ---- part 3 (CPU): one linear layer, PyTorch's (MKL) against oneDNN's with a packed weight --
+
+LINEAR_SHAPES = {"W^Q W^K W^V stacked": (256, 768), "W^O, cross W^Q": (256, 256),
+                 "FFN W_1": (256, 1024), "FFN W_2": (1024, 256), "output projection": (256, 8000)}
+
+
+def linear_part(args) -> dict:
+    """Microseconds per call and GFLOP/s of the small preset's linear layers, for 32 rows (greedy
+    above) and 600 (a beam-search step), both ways: what ``onednn.packed_linears`` is for."""
+    import torch.nn.functional as F
+
+    def per_call(fn, calls=100):
+        fn()
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        return (time.perf_counter() - start) / calls
+
+    out = {}
+    print("\n3. one linear layer, float32: PyTorch's F.linear (MKL) against oneDNN, packed weight")
+    with torch.inference_mode():
+        for rows in (32, 600):
+            for name, (d_in, d_out) in LINEAR_SHAPES.items():
+                x, w, b = torch.randn(rows, d_in), torch.randn(d_out, d_in), torch.randn(d_out)
+                packed = torch.ops.mkldnn._reorder_linear_weight(w, None)
+                ways = {"pytorch": lambda x=x, w=w, b=b: F.linear(x, w, b),
+                        "onednn": lambda x=x, p=packed, b=b: torch.ops.mkldnn._linear_pointwise(
+                            x, p, b, "none", [], "")}
+                times = {k: min(per_call(fn) for _ in range(3)) for k, fn in ways.items()}
+                flops = 2 * rows * d_in * d_out
+                out[f"{rows} rows, {name} {d_in}x{d_out}"] = {
+                    k: {"us": t * 1e6, "gflops": flops / t / 1e9} for k, t in times.items()}
+                print(f"   {rows:4d} rows, {name:20s} {d_in:5d}x{d_out:<5d} PyTorch "
+                      f"{times['pytorch'] * 1e6:7.0f} us {flops / times['pytorch'] / 1e9:5.0f} "
+                      f"GFLOP/s   oneDNN {times['onednn'] * 1e6:7.0f} us "
+                      f"{flops / times['onednn'] / 1e9:5.0f} GFLOP/s")
+    return out
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=32)
@@ -336,6 +378,8 @@ def main(argv=None) -> dict:
         results["greedy"] = greedy_part(args)
     if args.only != "greedy":
         results["beam"] = beam_part(args)
+    if args.device.type == "cpu" and onednn.available():
+        results["linear"] = linear_part(args)
     if args.out:
         path = Path(args.out)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -310,9 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "available, else cpu)")
         p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                        help="decode in this precision (default: float32, as checkpoints are "
-                       "stored).  bfloat16 is faster on CPUs with native bf16 (AVX512-BF16, "
-                       "AMX; beam search 1.6x there), slower on other CPUs, and gained little "
-                       "on a GPU for a small model; a few outputs may differ from float32's")
+                       "stored).  bfloat16 gained little over float32 on a CPU with native "
+                       "bf16 (AVX512-BF16, AMX; beam search 1.13x, greedy slower), is slower on "
+                       "other CPUs, and gained little on a GPU for a small model; about one "
+                       "output in ten differs from float32's")
 
     p = sub.add_parser(
         "translate", help="translate sentences read from stdin, one per line",
