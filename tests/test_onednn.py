@@ -103,3 +103,20 @@ def test_an_error_inside_leaves_the_model_as_it_was():
         with onednn.packed_linears(model):
             raise RuntimeError("boom")
     assert patched(model) == []
+
+
+def test_a_pytorch_without_the_ops_falls_back_to_its_own_layers(monkeypatch):
+    model, src = model_and_batch()
+    expected = greedy_decode(model, src, max_len=8)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    onednn.available.cache_clear()
+    try:
+        assert not onednn.available()
+        model.eval()
+        with torch.no_grad(), onednn.packed_linears(model):
+            assert patched(model) == []
+        assert torch.equal(greedy_decode(model, src, max_len=8), expected)
+    finally:
+        monkeypatch.undo()
+        onednn.available.cache_clear()
+    assert onednn.available()

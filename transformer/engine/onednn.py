@@ -17,12 +17,14 @@ where PyTorch lacks the oneDNN ops, or with ``TRANSFORMER_ONEDNN=0`` in the envi
 
 from __future__ import annotations
 
+import functools
 import os
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..model import Transformer
@@ -33,13 +35,19 @@ from ..model.feedforward import FeedForward
 _PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+@functools.cache
 def available() -> bool:
-    """Whether this PyTorch has oneDNN's packed linear ops (CPU builds for x86 and ARM do)."""
+    """Whether this PyTorch has oneDNN's packed linear ops (its CPU builds for x86 and ARM do;
+    they are internal ones, used by ``torch.compile``) and they compute ``F.linear``: checked
+    once on a small product, so that a PyTorch where they changed falls back to its own."""
     try:
-        return (torch.backends.mkldnn.is_available()
-                and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-                and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
-    except (AttributeError, RuntimeError):
+        if not torch.backends.mkldnn.is_available():
+            return False
+        x, weight, bias = torch.randn(3, 8), torch.randn(5, 8), torch.randn(5)
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, None)
+        out = torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+        return torch.allclose(out, F.linear(x, weight, bias), atol=1e-5, rtol=1e-5)
+    except (AttributeError, RuntimeError, TypeError):
         return False
 
 
