@@ -2,8 +2,8 @@
 
 PyTorch computes ``nn.Linear`` on the CPU with MKL's SGEMM.  oneDNN, which PyTorch also ships
 (``torch.compile`` uses it for frozen models on the CPU), multiplies by a weight reordered once
-into its own blocked layout.  On the decoder's shapes that was about twice as fast on the AMD
-EPYC we benchmark on (bench/bench_decode.py).  It is float32 either way: the same products,
+into its own blocked layout.  On the decoder's shapes that was 1.2-2.6x as fast on the AMD
+EPYC we benchmark on (bench/bench_decode.py, part 3).  It is float32 either way: the same products,
 summed in another order, so logits agree to float32 rounding.
 
 ``packed_linears(model)`` is a context in which every ``nn.Linear`` of ``model``, the

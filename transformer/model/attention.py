@@ -43,8 +43,8 @@ def scaled_dot_product_attention(q, k, v, mask=None, dropout_p=0.0, is_causal=Fa
 
 def step_attention(q, k, v, mask=None):
     """Attention for a decoding step, a few queries per row (``decode_step``).  On a CPU the
-    explicit products: 1.3-3x faster there than the fused kernel, which is built for many
-    queries; elsewhere the fused kernel."""
+    explicit products, which we measured 1.3-3x faster per call there on the decoder's shapes
+    than the fused kernel (built for many queries); elsewhere the fused kernel."""
     if q.device.type == "cpu":
         return scaled_dot_product_attention(q, k, v, mask)[0]
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
