@@ -45,12 +45,14 @@ compared as well as timed: a faster decoder that says something else would not c
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -128,15 +130,8 @@ WITHOUT_ONEDNN = "this package, PyTorch's linear layers (TRANSFORMER_ONEDNN=0)"
 def without_onednn(fn):
     """``fn`` run with the package's linear layers left to PyTorch (onednn.packed_linears off)."""
     def run():
-        before = os.environ.get("TRANSFORMER_ONEDNN")
-        os.environ["TRANSFORMER_ONEDNN"] = "0"
-        try:
+        with mock.patch.dict(os.environ, {"TRANSFORMER_ONEDNN": "0"}):
             return fn()
-        finally:
-            if before is None:
-                del os.environ["TRANSFORMER_ONEDNN"]
-            else:
-                os.environ["TRANSFORMER_ONEDNN"] = before
     return run
 
 
@@ -319,8 +314,6 @@ LINEAR_SHAPES = {"W^Q W^K W^V stacked": (256, 768), "W^O, cross W^Q": (256, 256)
 def linear_part(args) -> dict:
     """Microseconds per call and GFLOP/s of the small preset's linear layers, for 32 rows (greedy
     above) and 600 (a beam-search step), both ways: what ``onednn.packed_linears`` is for."""
-    import torch.nn.functional as F
-
     def per_call(fn, calls=100):
         fn()
         start = time.perf_counter()
@@ -333,12 +326,10 @@ def linear_part(args) -> dict:
     with torch.inference_mode():
         for rows in (32, 600):
             for name, (d_in, d_out) in LINEAR_SHAPES.items():
-                x, w, b = torch.randn(rows, d_in), torch.randn(d_out, d_in), torch.randn(d_out)
-                packed = torch.ops.mkldnn._reorder_linear_weight(w, None)
-                ways = {"pytorch": lambda x=x, w=w, b=b: F.linear(x, w, b),
-                        "onednn": lambda x=x, p=packed, b=b: torch.ops.mkldnn._linear_pointwise(
-                            x, p, b, "none", [], "")}
-                times = {k: min(per_call(fn) for _ in range(3)) for k, fn in ways.items()}
+                x, layer = torch.randn(rows, d_in), torch.nn.Linear(d_in, d_out)
+                ways = {"pytorch": layer.forward, "onednn": onednn.packed_linear(layer)}
+                times = {k: min(per_call(functools.partial(f, x)) for _ in range(3))
+                         for k, f in ways.items()}
                 flops = 2 * rows * d_in * d_out
                 out[f"{rows} rows, {name} {d_in}x{d_out}"] = {
                     k: {"us": t * 1e6, "gflops": flops / t / 1e9} for k, t in times.items()}

@@ -32,6 +32,18 @@ def model_and_batch(seed=0, b=3, s=9, **overrides):
     return model, src
 
 
+def prefixes(n, t, seed=1):
+    """(n, t) random target prefixes over ``V`` tokens, each starting with BOS."""
+    tgt = torch.randint(4, V, (n, t), generator=torch.Generator().manual_seed(seed))
+    tgt[:, 0] = BOS
+    return tgt
+
+
+def stepwise(model, cache, tgt):
+    """Feed ``tgt`` (N, T) one position at a time: the logits of every step, (N, T, V)."""
+    return torch.stack([model.decode_step(tgt[:, t], cache) for t in range(tgt.size(1))], 1)
+
+
 def eos_prone_model(seed):
     """``model_and_batch`` with 6 rows and EOS made likely: some rows end early, some run to
     the limit (seeds 1 and 9: 4 of 6 end within 10 to 15 steps)."""

@@ -5,21 +5,10 @@ reordered and dropped, static shapes, a compiled step)."""
 
 import pytest
 import torch
-from helpers import BOS, EOS, V, eos_prone_model, model_and_batch
+from helpers import BOS, EOS, eos_prone_model, model_and_batch, prefixes, stepwise
 
 from transformer import greedy_decode
 from transformer.engine.runtime import in_dtype
-
-
-def prefixes(n, t, seed=1):
-    tgt = torch.randint(4, V, (n, t), generator=torch.Generator().manual_seed(seed))
-    tgt[:, 0] = BOS
-    return tgt
-
-
-def stepwise(model, cache, tgt):
-    """Feed ``tgt`` (N, T) one position at a time: the logits of every step, (N, T, V)."""
-    return torch.stack([model.decode_step(tgt[:, t], cache) for t in range(tgt.size(1))], 1)
 
 
 @pytest.mark.parametrize("overrides", [

@@ -4,7 +4,7 @@ nothing left on the model afterwards, and nothing done where it does not apply."
 
 import pytest
 import torch
-from helpers import BOS, V, model_and_batch
+from helpers import model_and_batch, prefixes, stepwise
 
 from transformer import greedy_decode
 from transformer.engine import onednn
@@ -16,8 +16,7 @@ pytestmark = pytest.mark.skipif(not onednn.available(), reason="this PyTorch lac
 
 def step_logits(model, src, tgt):
     memory, mask = model.encode(src), model.padding_mask(src)
-    cache = model.new_cache(memory, mask, capacity=tgt.size(1))
-    return memory, torch.stack([model.decode_step(tgt[:, t], cache) for t in range(tgt.size(1))], 1)
+    return memory, stepwise(model, model.new_cache(memory, mask, capacity=tgt.size(1)), tgt)
 
 
 def patched(model) -> list[str]:
@@ -29,8 +28,7 @@ def patched(model) -> list[str]:
 @pytest.mark.parametrize("overrides", [{}, {"share_embeddings": False}, {"d_k": 4, "d_v": 12}])
 def test_packed_layers_give_pytorchs_numbers(overrides):
     model, src = model_and_batch(**overrides)
-    tgt = torch.randint(4, V, (src.size(0), 6), generator=torch.Generator().manual_seed(3))
-    tgt[:, 0] = BOS
+    tgt = prefixes(src.size(0), 6, seed=3)
     model.eval()
     with torch.no_grad():
         plain_memory, plain = step_logits(model, src, tgt)

@@ -29,7 +29,6 @@ from torch import nn
 
 from ..model import Transformer
 from ..model.attention import MultiHeadAttention
-from ..model.feedforward import FeedForward
 
 # module -> ((id, version) of the tensors its packed weight was made from, packed weight)
 _PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -72,22 +71,16 @@ def _packed(owner: nn.Module, *sources: torch.Tensor) -> torch.Tensor:
     return held[1]
 
 
-def _linear(packed: torch.Tensor, bias: torch.Tensor | None, then: str = "none"):
+def _linear(packed: torch.Tensor, bias: torch.Tensor | None):
     def forward(x: torch.Tensor) -> torch.Tensor:  # F.linear(x, weight, bias), through oneDNN
-        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, then, [], "")
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
     return forward
 
 
-def _packed_linear(linear: nn.Linear, then: str = "none"):
-    """``linear``'s forward through oneDNN; ``then="relu"`` applies max(0, .) in the same pass."""
+def packed_linear(linear: nn.Linear):
+    """``linear``'s forward through oneDNN, with its weight packed (once, see ``_packed``)."""
     bias = None if linear.bias is None else linear.bias.detach()
-    return _linear(_packed(linear, linear.weight), bias, then)
-
-
-def _feed_forward(ffn: FeedForward):
-    """``ffn``'s forward, max(0, x W1 + b1) W2 + b2, with the ReLU fused into the first product."""
-    first, second = _packed_linear(ffn.w_1, "relu"), _packed_linear(ffn.w_2)
-    return lambda x: second(first(x))
+    return _linear(_packed(linear, linear.weight), bias)
 
 
 @contextmanager
@@ -106,9 +99,7 @@ def packed_linears(model: Transformer, enabled: bool = True) -> Iterator[Transfo
     try:
         for module in model.modules():
             if isinstance(module, nn.Linear):
-                patch(module, "forward", _packed_linear(module))
-            elif isinstance(module, FeedForward):
-                patch(module, "forward", _feed_forward(module))
+                patch(module, "forward", packed_linear(module))
             elif isinstance(module, MultiHeadAttention):
                 patch(module, "project_qkv", _stacked_qkv(module))
         if isinstance(model, Transformer) and model.generator is None:  # tied: tgt_embed projects
@@ -123,11 +114,6 @@ def _stacked_qkv(attn: MultiHeadAttention):
     """``attn.project_qkv`` with the stacked matrix packed.  Every caller passes it what
     ``attn.fused_qkv()`` returns (the same numbers), so the packed copy of those stands in."""
     parts = (attn.w_q, attn.w_k, attn.w_v)
-    packed = _packed(attn, *(p.weight for p in parts))
-    bias = torch.cat([p.bias for p in parts]).detach()
-    linear = _linear(packed, bias)
-    sizes = [attn.n_heads * attn.d_k, attn.n_heads * attn.d_k, attn.n_heads * attn.d_v]
-
-    def project_qkv(x: torch.Tensor, weight=None, bias=None):
-        return linear(x).split(sizes, -1)
-    return project_qkv
+    linear = _linear(_packed(attn, *(p.weight for p in parts)),
+                     torch.cat([p.bias for p in parts]).detach())
+    return lambda x, weight=None, bias=None: attn.split_qkv(linear(x))

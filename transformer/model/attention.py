@@ -125,8 +125,12 @@ class MultiHeadAttention(nn.Module):
     def project_qkv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
         """Self-attention's queries, keys and values (B, T, h*d_k), (B, T, h*d_k), (B, T, h*d_v)
         from one product with the stacked matrix of ``fused_qkv``: the same numbers as three."""
+        return self.split_qkv(F.linear(x, weight, bias))
+
+    def split_qkv(self, qkv: torch.Tensor):
+        """The stacked product (..., h*(2 d_k + d_v)) cut into queries, keys and values."""
         hk = self.n_heads * self.d_k
-        return F.linear(x, weight, bias).split([hk, hk, self.n_heads * self.d_v], -1)
+        return qkv.split([hk, hk, self.n_heads * self.d_v], -1)
 
     def self_attend_step(self, x: torch.Tensor, kv, position) -> torch.Tensor:
         """Self-attention of the newest position x (N, 1, d_model) over itself and the earlier
