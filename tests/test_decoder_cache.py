@@ -72,6 +72,57 @@ def test_reorder_and_drop_rows_as_beam_search_does():
     torch.testing.assert_close(later, full[:, 4:], atol=1e-5, rtol=1e-5)
 
 
+def test_reorders_pack_the_rows_tight_in_two_buffers_and_steps_stay_exact():
+    """Beam search reorders every step: each dynamic reorder copies the kept rows into the spare
+    buffer packed tight, (rows, h, length + 1, d), so the next step's attention reads each row's
+    and head's keys as one block, and the two buffers take turns (no allocation per step).
+    Every step's logits stay the full decoder's on the reordered prefixes."""
+    model, src = model_and_batch()
+    K = 2
+    tgt = prefixes(src.size(0) * K, 8)
+    with torch.no_grad():
+        memory, mask = model.encode(src), model.padding_mask(src)
+        repeated = memory.repeat_interleave(K, 0), mask.repeat_interleave(K, 0)
+        # capacity 9: the last reorder (after 8 positions) leaves room for a 9th
+        cache = model.new_cache(memory, mask, rows=tgt.size(0), capacity=9)
+        prefix, buffers = tgt[:, :0], set()
+        for t in range(tgt.size(1)):
+            prefix = torch.cat([prefix, tgt[:, t, None]], 1)
+            torch.testing.assert_close(model.decode_step(tgt[:, t], cache),
+                                       model.decode(prefix, *repeated)[:, -1],
+                                       atol=1e-5, rtol=1e-5)
+            beam = torch.randint(0, K, (tgt.size(0),), generator=torch.Generator().manual_seed(t))
+            origin = torch.arange(tgt.size(0)) // K * K + beam  # a beam of the same sentence
+            cache.reorder(origin)
+            prefix = prefix[origin]
+            kv = cache.layers[0]
+            assert kv.k.shape[:3] == (tgt.size(0), model.config.n_heads, t + 2)
+            assert kv.k.is_contiguous() and kv.v.is_contiguous()
+            assert kv.k.data_ptr() == kv.live[0].data_ptr()
+            buffers.add(kv.live[0].data_ptr())
+    assert len(buffers) == 2
+
+
+def test_cross_attention_mask_is_added_on_a_cpu_and_boolean_where_it_must_be():
+    """On a CPU the dynamic steps add the source padding as a float mask (0 / -inf) made once
+    per batch; a sentence with no key to see (all padding) keeps the boolean mask (zeros, not
+    NaN), and so does a static cache."""
+    model, src = model_and_batch()
+    with torch.no_grad():
+        memory, mask = model.encode(src), model.padding_mask(src)
+        cache = model.new_cache(memory, mask)
+        assert cache.cross_mask.dtype == torch.float32
+        assert torch.equal(cache.cross_mask == 0, mask)
+        assert cache.cross_mask[0, 0, 0, -1] == float("-inf")  # row 0 is padded
+        assert model.new_cache(memory, mask, static=True).cross_mask is mask
+        empty = mask.clone()
+        empty[1] = False
+        assert model.new_cache(memory, empty).cross_mask is empty
+        step = model.decode_step(torch.full((src.size(0),), BOS),
+                                 model.new_cache(memory, empty))
+    assert step.isfinite().all()
+
+
 def test_projections_stay_the_papers_three_matrices():
     model, _ = model_and_batch()
     keys = model.state_dict().keys()

@@ -44,10 +44,17 @@ def scaled_dot_product_attention(q, k, v, mask=None, dropout_p=0.0, is_causal=Fa
 def step_attention(q, k, v, mask=None):
     """Attention for a decoding step, a few queries per row (``decode_step``).  On a CPU the
     explicit products, which we measured 1.3-3x faster per call there on the decoder's shapes
-    than the fused kernel (built for many queries); elsewhere the fused kernel."""
-    if q.device.type == "cpu":
+    than the fused kernel (built for many queries); elsewhere the fused kernel.  ``mask`` is
+    boolean, or on a CPU also an additive float mask (0 or -inf, ``cache.cross_attention_mask``,
+    which leaves every query a key to see): the scores are then scaled and masked in place."""
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if mask is not None and mask.dtype == torch.bool:
         return scaled_dot_product_attention(q, k, v, mask)[0]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = (q @ k.transpose(-2, -1)).div_(math.sqrt(q.size(-1)))  # as the explicit path
+    if mask is not None:
+        scores.add_(mask)
+    return torch.softmax(scores, dim=-1) @ v
 
 
 def causal_mask(t_q: int, t_k: int | None = None, device=None) -> torch.Tensor:
@@ -161,7 +168,7 @@ class MultiHeadAttention(nn.Module):
         """Encoder-decoder attention of x (N, 1, d_model) over the source keys/values projected
         once per sentence (``kv.cross_k``: (B, h, S, d_k)), N = B * g rows: the g rows of one
         sentence (its beams) are that sentence's g queries, so the source keys are neither
-        repeated nor copied per beam."""
+        repeated nor copied per beam.  ``src_mask``: the cache's ``cross_mask``."""
         n, b, h = x.size(0), kv.cross_k.size(0), self.n_heads
         q = self.w_q(x).view(b, n // b, h, self.d_k).transpose(1, 2)  # (B, h, g, d_k)
         out = step_attention(q, kv.cross_k, kv.cross_v, src_mask)

@@ -12,4 +12,4 @@ class FeedForward(nn.Module):
         self.w_2 = nn.Linear(d_ff, d_model)
 
     def forward(self, x):  # (B, T, d_model) -> (B, T, d_model)
-        return self.w_2(self.w_1(x).relu())
+        return self.w_2(self.w_1(x).relu_())  # in place: no second (B, T, d_ff) tensor

@@ -144,7 +144,7 @@ class Transformer(nn.Module):
     def _step(self, tokens, cache: DecoderCache, position, project=True) -> torch.Tensor:
         y = self.embed(tokens[:, None], self.tgt_embed, self.tgt_pos, position)  # (N, 1, d)
         for layer, kv in zip(self.decoder, cache.layers):  # y: (N, 1, d_model)
-            y = layer.step(y, kv, cache.src_mask, position)
+            y = layer.step(y, kv, cache.cross_mask, position)
         y = self.decoder_norm(y)[:, 0]  # (N, d_model)
         return self.project(y) if project else y
 
