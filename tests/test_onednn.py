@@ -80,6 +80,9 @@ def test_nothing_is_packed_where_it_does_not_apply(monkeypatch):
         assert patched(bf16) == []  # another dtype (bfloat16 goes to oneDNN by itself)
     with torch.no_grad(), onednn.packed_linears(model, enabled=False):
         assert patched(model) == []
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with onednn.packed_linears(model):
+            assert patched(model) == []  # CPU autocast: its bfloat16 products, not float32
     monkeypatch.setenv("TRANSFORMER_ONEDNN", "0")
     with torch.no_grad(), onednn.packed_linears(model):
         assert patched(model) == []
@@ -118,3 +121,27 @@ def test_a_pytorch_without_the_ops_falls_back_to_its_own_layers(monkeypatch):
         monkeypatch.undo()
         onednn.available.cache_clear()
     assert onednn.available()
+
+
+def test_perplexity_runs_through_onednn_with_pytorchs_numbers(monkeypatch):
+    """``evaluate_loss`` (validation, ``evaluate``'s perplexity) packs the linear layers too, and
+    its loss and perplexity are PyTorch's own to float32 rounding."""
+    from transformer import Transformer, TransformerConfig
+    from transformer.data import load_dataset
+    from transformer.engine.evaluate import evaluate_loss
+
+    data = load_dataset("copy", n_train=100, n_val=60, n_test=10)
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig.from_preset(
+        "tiny", src_vocab_size=data.tokenizer.vocab_size,
+        tgt_vocab_size=data.tokenizer.vocab_size))
+    calls = []
+    real = onednn._linear
+    monkeypatch.setattr(onednn, "_linear", lambda *a: calls.append(1) or real(*a))
+    packed = evaluate_loss(model, data, "val", max_tokens=64)
+    assert calls and model.training  # it packed, and handed the model back in its mode
+    monkeypatch.setenv("TRANSFORMER_ONEDNN", "0")
+    plain = evaluate_loss(model, data, "val", max_tokens=64)
+    assert packed["tokens"] == plain["tokens"]
+    for key in ("loss", "nll", "ppl"):
+        assert packed[key] == pytest.approx(plain[key], rel=1e-5)

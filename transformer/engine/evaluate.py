@@ -29,6 +29,7 @@ from .beam_search import beam_search
 from .bleu import all_bleu, bleu_is_meaningful, chrf_score, exact_match, mean_words
 from .greedy import greedy_decode
 from .loss import nll_sum, token_losses
+from .onednn import packed_linears
 from .runtime import (
     all_reduce,
     eval_mode,
@@ -118,7 +119,7 @@ def evaluate_loss(model: Transformer, dataset, split: str, *, max_tokens: int = 
     """
     device = _device(model, device)
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, nll, tokens
-    with eval_mode(model):
+    with eval_mode(model), packed_linears(model):
         # every rank scores every world_size-th batch: each batch once, none repeated
         for batch in dataset.batches(split, max_tokens, shuffle=False)[rank::world_size]:
             src, tgt_in, tgt_out = move_batch(batch, device)

@@ -8,11 +8,12 @@ summed in another order, so logits agree to float32 rounding.
 
 ``packed_linears(model)`` is a context in which every ``nn.Linear`` of ``model``, the
 self-attention's stacked W^Q W^K W^V (``MultiHeadAttention.fused_qkv``) and the output
-projection run that way.  Greedy decoding and beam search enter it.  Packed weights are kept
-between contexts and packed again when a parameter changes (``Tensor._version``), so decoding
-batch after batch packs once.  Nothing changes outside the context: training and autograd never
-see it.  It does nothing on other devices or dtypes, in training mode, with gradients enabled,
-where PyTorch lacks the oneDNN ops, or with ``TRANSFORMER_ONEDNN=0`` in the environment.
+projection run that way.  Greedy decoding, beam search and ``evaluate_loss`` (perplexity)
+enter it.  Packed weights are kept between contexts and packed again when a parameter changes
+(``Tensor._version``), so decoding batch after batch packs once.  Nothing changes outside the
+context: training and autograd never see it.  It does nothing on other devices or dtypes, in
+training mode, with gradients enabled, under CPU autocast, where PyTorch lacks the oneDNN ops,
+or with ``TRANSFORMER_ONEDNN=0`` in the environment.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def applies(model: nn.Module) -> bool:
     weight = next(model.parameters(), None)
     return (os.environ.get("TRANSFORMER_ONEDNN", "1") != "0" and weight is not None
             and weight.device.type == "cpu" and weight.dtype == torch.float32
-            and not model.training and not torch.is_grad_enabled() and available())
+            and not model.training and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu") and available())
 
 
 def _packed(owner: nn.Module, *sources: torch.Tensor) -> torch.Tensor:
