@@ -123,18 +123,23 @@ def test_a_pytorch_without_the_ops_falls_back_to_its_own_layers(monkeypatch):
     assert onednn.available()
 
 
-def test_perplexity_runs_through_onednn_with_pytorchs_numbers(monkeypatch):
-    """``evaluate_loss`` (validation, ``evaluate``'s perplexity) packs the linear layers too, and
-    its loss and perplexity are PyTorch's own to float32 rounding."""
+def copy_model_and_data():
     from transformer import Transformer, TransformerConfig
     from transformer.data import load_dataset
-    from transformer.engine.evaluate import evaluate_loss
 
     data = load_dataset("copy", n_train=100, n_val=60, n_test=10)
     torch.manual_seed(0)
-    model = Transformer(TransformerConfig.from_preset(
+    return Transformer(TransformerConfig.from_preset(
         "tiny", src_vocab_size=data.tokenizer.vocab_size,
-        tgt_vocab_size=data.tokenizer.vocab_size))
+        tgt_vocab_size=data.tokenizer.vocab_size)), data
+
+
+def test_perplexity_runs_through_onednn_with_pytorchs_numbers(monkeypatch):
+    """``evaluate_loss`` (validation, ``evaluate``'s perplexity) packs the linear layers too, and
+    its loss and perplexity are PyTorch's own to float32 rounding."""
+    from transformer.engine.evaluate import evaluate_loss
+
+    model, data = copy_model_and_data()
     calls = []
     real = onednn._linear
     monkeypatch.setattr(onednn, "_linear", lambda *a: calls.append(1) or real(*a))
@@ -145,3 +150,17 @@ def test_perplexity_runs_through_onednn_with_pytorchs_numbers(monkeypatch):
     assert packed["tokens"] == plain["tokens"]
     for key in ("loss", "nll", "ppl"):
         assert packed[key] == pytest.approx(plain[key], rel=1e-5)
+
+
+def test_perplexity_under_autocast_keeps_autocasts_products(monkeypatch):
+    """``evaluate_loss(amp=...)`` enters autocast per batch, after ``packed_linears`` would
+    have checked for it: with an ``amp`` it does not pack."""
+    from transformer.engine.evaluate import evaluate_loss
+
+    model, data = copy_model_and_data()
+    calls = []
+    real = onednn._linear
+    monkeypatch.setattr(onednn, "_linear", lambda *a: calls.append(1) or real(*a))
+    evaluate_loss(model, data, "val", max_tokens=64,
+                  amp=lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    assert calls == []

@@ -119,7 +119,8 @@ def evaluate_loss(model: Transformer, dataset, split: str, *, max_tokens: int = 
     """
     device = _device(model, device)
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, nll, tokens
-    with eval_mode(model), packed_linears(model):
+    # oneDNN's float32 products, unless ``amp`` asks for autocast's lower precision
+    with eval_mode(model), packed_linears(model, enabled=amp is nullcontext):
         # every rank scores every world_size-th batch: each batch once, none repeated
         for batch in dataset.batches(split, max_tokens, shuffle=False)[rank::world_size]:
             src, tgt_in, tgt_out = move_batch(batch, device)

@@ -62,7 +62,7 @@ class LayerCache:
         the next step's attention reads them in one stream rather than strided by a capacity
         far larger than the prefix.  On a CPU, for 1000 rows of the small preset with capacity
         70 and 15-30 positions, the strided copy took 1.6x as long and the attention products
-        1.6-3.8x; beam search (bench part 2) went from about 3.7 s to 3.4 s.  A static cache
+        1.6-3.8x; beam search (bench part 2) went from 3.7 s to 3.5 s.  A static cache
         keeps its shape."""
         n = index.numel()
         shapes = [(n, t.size(1), t.size(2) if self.static else length + 1, t.size(3))
@@ -111,9 +111,8 @@ class DecoderCache:
     def __init__(self, model, memory, src_mask, rows: int | None = None, capacity: int = 64,
                  static: bool = False):
         self.static, self.length = static, 0
-        self.src_mask = src_mask
-        # what a step's cross-attention takes (a static step, made for compiling and graphing,
-        # keeps the boolean mask: no host check of its contents)
+        # the source padding mask as a step's cross-attention takes it (a static step, made
+        # for compiling and graphing, keeps the boolean mask: no host check of its contents)
         self.cross_mask = src_mask if static else cross_attention_mask(src_mask, memory.dtype)
         rows = memory.size(0) if rows is None else rows
         self.layers = [LayerCache(layer, memory, rows, capacity, static)
@@ -127,7 +126,7 @@ class DecoderCache:
         """Every tensor a step reads from the cache (what a CUDA graph must find in place)."""
         per_layer = [t for kv in self.layers
                      for t in (kv.k, kv.v, kv.cross_k, kv.cross_v, kv.qkv_weight, kv.qkv_bias)]
-        extra = [self.src_mask] + ([self.position] if self.static else [])
+        extra = [self.cross_mask] + ([self.position] if self.static else [])
         return [t for t in per_layer + extra if t is not None]
 
     @property
@@ -163,5 +162,4 @@ class DecoderCache:
                 layer.cross_k = layer.cross_k.index_select(0, sentences)
                 layer.cross_v = layer.cross_v.index_select(0, sentences)
         if sentences is not None:
-            self.src_mask = self.src_mask.index_select(0, sentences)
             self.cross_mask = self.cross_mask.index_select(0, sentences)
