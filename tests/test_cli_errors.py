@@ -46,6 +46,20 @@ def checkpoint(tmp_path_factory):
     return json.loads(out[out.index("{"):])["checkpoint"]
 
 
+# --------------------------------------------------------------------------------- options
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a CPU-only machine's error")
+def test_cuda_graph_on_a_cpu_or_with_beam_search_is_one_error_line(checkpoint):
+    rc, out, err = run_cli("translate", "--checkpoint", checkpoint, "--beam", "1",
+                           "--cuda-graph", stdin=b"Ein Hund\n")
+    assert rc == 1 and out == b"" and "Traceback" not in err
+    assert error_lines(err) == ["error: cuda_graph=True needs a CUDA device; decoding runs on "
+                                "cpu: leave it out there"]
+    rc, out, err = run_cli("translate", "--checkpoint", checkpoint, "--cuda-graph",
+                           stdin=b"Ein Hund\n")
+    assert rc == 1 and "beam search (beam size 4) is not graphed" in error_lines(err)[0]
+
+
 # --------------------------------------------------------------------------------- stdin
 
 def test_invalid_utf8_on_stdin_is_replaced_and_named(checkpoint):

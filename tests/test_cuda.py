@@ -86,6 +86,30 @@ def test_cuda_graph_greedy_matches_eager_with_one_replay_per_token(compile, sync
 
 
 @needs_cuda
+def test_translate_with_cuda_graph_matches_eager():
+    """``translate --beam 1 --cuda-graph``: a graph recorded per batch, the same translations."""
+    from transformer.engine.evaluate import translate
+
+    class Ids:  # "7 12 5" <-> token ids, with the ids of helpers' models
+        vocab_size, pad_id, bos_id, eos_id, unk_id = V, 0, 1, 2, 3
+
+        def encode(self, text):
+            return [int(w) for w in text.split()]
+
+        def decode(self, ids):
+            return " ".join(map(str, ids))  # every id, EOS and beyond included
+
+    model, _ = eos_prone_model(1)
+    g = torch.Generator().manual_seed(0)
+    sentences = [" ".join(map(str, torch.randint(4, V, (n,), generator=g).tolist()))
+                 for n in (3, 9, 5, 12, 7, 7, 2)]
+    gpu = model.cuda()
+    eager = translate(gpu, Ids(), sentences, beam_size=1, max_tokens=24)
+    graphed = translate(gpu, Ids(), sentences, beam_size=1, max_tokens=24, cuda_graph=True)
+    assert graphed == eager and len(set(eager)) > 1
+
+
+@needs_cuda
 def test_bf16_autocast_training_step_on_cuda_is_close_to_float32():
     """One step as the Trainer takes it on a GPU (bf16 autocast, SDPA's fused kernels, fused
     Adam): the loss within bf16's precision of float32's, the update close to float32's."""

@@ -172,6 +172,24 @@ def test_translate_matches_greedy_and_ignores_batching():
     assert beams == [translate(model, tok, [s], beam_size=3)[0] for s in SENTENCES]
 
 
+def test_cuda_graph_needs_greedy_decoding_on_a_cuda_device(monkeypatch):
+    """``translate(cuda_graph=True)`` refuses beam search and a CPU before decoding anything."""
+    import transformer.engine.evaluate as evaluate_module
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded before refusing")
+
+    monkeypatch.setattr(evaluate_module, "greedy_decode", no_decoding)
+    monkeypatch.setattr(evaluate_module, "beam_search", no_decoding)
+    model, tok = CopyModel(), WordTokenizer()
+    with pytest.raises(ValueError, match="beam search .* is not graphed"):
+        translate(model, tok, SENTENCES, beam_size=4, cuda_graph=True)
+    with pytest.raises(ValueError, match="needs a CUDA device; decoding runs on cpu"):
+        translate(model, tok, SENTENCES, beam_size=1, cuda_graph=True)
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        evaluate(model, FakeDataset(SENTENCES[:4]), "test", beam_size=1, cuda_graph=True)
+
+
 def test_evaluate_on_copy_task():
     from transformer import data
     dataset = data.load_dataset("copy")

@@ -206,7 +206,8 @@ def cmd_translate(args) -> int:
     _warn_slow_bf16(args.dtype, device)
     model, tokenizer, _ = load_model(args.checkpoint, device)
     model = in_dtype(model, args.dtype)  # cast once, not per translate() call
-    opts = dict(beam_size=args.beam, alpha=args.alpha, max_tokens=args.max_tokens)
+    opts = dict(beam_size=args.beam, alpha=args.alpha, max_tokens=args.max_tokens,
+                cuda_graph=args.cuda_graph)
     _utf8_stdout()
     if sys.stdin.isatty():  # interactive: one line at a time
         print("Type a sentence per line (Ctrl-D to quit).", file=sys.stderr)
@@ -230,7 +231,8 @@ def cmd_evaluate(args) -> int:
     _warn_slow_bf16(args.dtype, device)
     result = evaluate_checkpoint(args.checkpoint, args.split, beam_size=args.beam,
                                  alpha=args.alpha, max_tokens=args.max_tokens, limit=args.limit,
-                                 data_dir=args.data_dir, device=device, dtype=args.dtype)
+                                 data_dir=args.data_dir, device=device, dtype=args.dtype,
+                                 cuda_graph=args.cuda_graph)
     print(format_scores(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
@@ -314,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "bf16 (AVX512-BF16, AMX; beam search 1.19x, greedy about the same), is "
                        "slower on other CPUs, and gained little on a GPU for a small model; "
                        "about one output in ten differs from float32's")
+        p.add_argument("--cuda-graph", action="store_true",
+                       help="with --beam 1 on a CUDA device: record each batch's decoding step "
+                       "as a CUDA graph and replay it per token (the small model on an H200: "
+                       "1.85x as fast as without, the same outputs)")
 
     p = sub.add_parser(
         "translate", help="translate sentences read from stdin, one per line",

@@ -77,15 +77,26 @@ def padded_batches(ids: Sequence[list[int]], max_tokens: int, pad_id: int, devic
 
 @torch.no_grad()
 def translate(model: Transformer, tokenizer, sentences: Sequence[str], *, beam_size: int = 4,
-              alpha: float = 0.6, max_tokens: int = 4000, device=None, dtype=None) -> list[str]:
+              alpha: float = 0.6, max_tokens: int = 4000, device=None, dtype=None,
+              cuda_graph: bool = False) -> list[str]:
     """Translate raw ``sentences`` with beam search (Section 6.1 settings by default).
 
     ``dtype`` ("bfloat16", "float32" or a ``torch.dtype``; default: the model's own) decodes
     with a copy of the model in that dtype (``runtime.in_dtype``); ``model`` is left as it is.
+    ``cuda_graph=True`` (greedy decoding, ``beam_size=1``, on a CUDA device) records each
+    batch's decoding step as a CUDA graph and replays it once per token (``greedy_decode``):
+    on an H200 the small model decoded Multi30k's test set 1.85x as fast as eagerly, with the
+    same outputs (results/bench_decode_cuda.json).
     """
     if isinstance(sentences, str):
         raise TypeError("sentences must be a list of strings, not a single string")
     device, c = _device(model, device), model.config
+    if cuda_graph and beam_size != 1:
+        raise ValueError(f"cuda_graph=True records greedy decoding's step; beam search (beam "
+                         f"size {beam_size}) is not graphed: use beam size 1 or leave it out")
+    if cuda_graph and device.type != "cuda":
+        raise ValueError(f"cuda_graph=True needs a CUDA device; decoding runs on {device}: "
+                         "leave it out there")
     model = in_dtype(model, dtype)
     ids = [tokenizer.encode(s) + [c.eos_id] for s in sentences]  # source = tokens + EOS
     if c.positional == "learned":  # a learned table has no position beyond max_len - 1
@@ -94,7 +105,8 @@ def translate(model: Transformer, tokenizer, sentences: Sequence[str], *, beam_s
     for batch, src in padded_batches(ids, max_tokens, c.pad_id, device):
         if beam_size == 1:  # greedy: same answer as a beam of one, without the bookkeeping
             lengths = (src != c.pad_id).sum(1)
-            hyps = greedy_decode(model, src, max_len=int(lengths.max()) + 50).tolist()
+            hyps = greedy_decode(model, src, max_len=int(lengths.max()) + 50,
+                                 cuda_graph=cuda_graph).tolist()
             # greedy's limit is the longest source + 50: trim each row to its own + 50
             hyps = [h[: n + 50] for h, n in zip(hyps, lengths.tolist())]
         else:
@@ -142,7 +154,8 @@ def evaluate_loss(model: Transformer, dataset, split: str, *, max_tokens: int = 
 
 def evaluate(model: Transformer, dataset, split: str, *, beam_size: int = 4, alpha: float = 0.6,
              max_tokens: int = 4000, device=None, limit: int | None = None,
-             n_samples: int = 5, score_perplexity: bool = True, dtype=None) -> dict:
+             n_samples: int = 5, score_perplexity: bool = True, dtype=None,
+             cuda_graph: bool = False) -> dict:
     """Translate ``split`` of ``dataset`` and score it every way we report.
 
     Returns a dict: ``sacrebleu`` + ``sacrebleu_signature`` (detokenized), ``tokenized_bleu``
@@ -157,12 +170,12 @@ def evaluate(model: Transformer, dataset, split: str, *, beam_size: int = 4, alp
     ``limit`` keeps the first ``limit`` sentences (for BLEU and perplexity alike).
     ``score_perplexity=False`` leaves perplexity out (it does not depend on the decoding).
     ``dtype`` is the decoding's (see ``translate``; recorded as ``dtype``); perplexity is
-    computed with ``model`` as it is.
+    computed with ``model`` as it is.  ``cuda_graph``: see ``translate``.
     """
     sources, references = dataset.texts(split)
     sources, references = list(sources[:limit]), list(references[:limit])
     hyps = translate(model, dataset.tokenizer, sources, beam_size=beam_size, alpha=alpha,
-                     max_tokens=max_tokens, device=device, dtype=dtype)
+                     max_tokens=max_tokens, device=device, dtype=dtype, cuda_graph=cuda_graph)
     decoded_in = resolve_dtype(dtype) or model_dtype(model)
     result = {"dataset": getattr(dataset, "name", None), "split": split,
               "n_sentences": len(hyps), "beam_size": beam_size, "alpha": alpha,
@@ -206,12 +219,13 @@ def checkpoint_and_data(path, *, data_dir=None, device=None,
 
 
 def evaluate_checkpoint(path, split=None, *, beam_size=4, alpha=0.6, max_tokens=4000,
-                        limit=None, data_dir=None, device=None, dataset=None, dtype=None) -> dict:
+                        limit=None, data_dir=None, device=None, dataset=None, dtype=None,
+                        cuda_graph=False) -> dict:
     """Load a checkpoint and its dataset and ``evaluate`` it on ``split`` (default: test)."""
     model, dataset = checkpoint_and_data(path, data_dir=data_dir, device=device, dataset=dataset)
     split = dataset.resolve(split or "test")  # the split's own name ("test" may be an alias)
     result = evaluate(model, dataset, split, beam_size=beam_size, alpha=alpha,
-                      max_tokens=max_tokens, limit=limit, dtype=dtype)
+                      max_tokens=max_tokens, limit=limit, dtype=dtype, cuda_graph=cuda_graph)
     result["checkpoint"] = str(Path(path))
     return result
 
