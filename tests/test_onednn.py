@@ -40,6 +40,25 @@ def test_packed_layers_give_pytorchs_numbers(overrides):
     assert patched(model) == []  # the model is as it was
 
 
+def test_packed_self_attention_stacks_no_weights_per_call(monkeypatch):
+    """Under the context the packed stacked matrix stands in for ``fused_qkv``'s copy, which
+    the encoder's self-attention then does not make at every call."""
+    from transformer.model.attention import MultiHeadAttention
+    model, src = model_and_batch()
+    model.eval()
+    calls = []
+    real = MultiHeadAttention.fused_qkv
+    monkeypatch.setattr(MultiHeadAttention, "fused_qkv", lambda m: calls.append(1) or real(m))
+    with torch.no_grad():
+        plain = model.encode(src)
+        assert len(calls) == len(model.encoder)  # one stacked copy per layer, made per call
+        with onednn.packed_linears(model):
+            calls.clear()
+            packed = model.encode(src)
+            assert calls == []
+    torch.testing.assert_close(packed, plain, atol=1e-5, rtol=1e-5)
+
+
 def test_a_changed_parameter_is_packed_again():
     model, src = model_and_batch()
     model.eval()

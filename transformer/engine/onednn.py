@@ -114,7 +114,8 @@ def packed_linears(model: Transformer, enabled: bool = True) -> Iterator[Transfo
 
 def _stacked_qkv(attn: MultiHeadAttention):
     """``attn.project_qkv`` with the stacked matrix packed.  Every caller passes it what
-    ``attn.fused_qkv()`` returns (the same numbers), so the packed copy of those stands in."""
+    ``attn.fused_qkv()`` returns (the same numbers) or nothing, which means those numbers, so
+    the packed copy of those stands in (and no stacked copy is made per call)."""
     parts = (attn.w_q, attn.w_k, attn.w_v)
     linear = _linear(_packed(attn, *(p.weight for p in parts)),
                      torch.cat([p.bias for p in parts]).detach())

@@ -98,7 +98,7 @@ class MultiHeadAttention(nn.Module):
     def forward(self, query, key, value, mask=None, is_causal=False, need_weights=False):
         """query: (B, T_q, d_model); key, value: (B, T_k, d_model); mask: broadcastable bool."""
         if query is key is value and not self.training:  # inference: one product, not three
-            q, k, v = self.project_qkv(query, *self.fused_qkv())
+            q, k, v = self.project_qkv(query)
             q, k = self.split_heads(q, self.d_k), self.split_heads(k, self.d_k)
             v = self.split_heads(v, self.d_v)
         else:
@@ -129,9 +129,14 @@ class MultiHeadAttention(nn.Module):
         return (torch.cat([self.w_q.weight, self.w_k.weight, self.w_v.weight]).detach(),
                 torch.cat([self.w_q.bias, self.w_k.bias, self.w_v.bias]).detach())
 
-    def project_qkv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
+    def project_qkv(self, x: torch.Tensor, weight: torch.Tensor | None = None,
+                    bias: torch.Tensor | None = None):
         """Self-attention's queries, keys and values (B, T, h*d_k), (B, T, h*d_k), (B, T, h*d_v)
-        from one product with the stacked matrix of ``fused_qkv``: the same numbers as three."""
+        from one product with the stacked matrix of ``fused_qkv``: the same numbers as three.
+        ``weight``, ``bias``: a copy of ``fused_qkv()`` made earlier (a decoder cache's), else
+        one is made now."""
+        if weight is None:
+            weight, bias = self.fused_qkv()
         return self.split_qkv(F.linear(x, weight, bias))
 
     def split_qkv(self, qkv: torch.Tensor):
