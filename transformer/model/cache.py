@@ -78,13 +78,12 @@ class LayerCache:
 
     def grow(self, capacity: int) -> None:
         """A larger capacity (only a dynamic cache grows), the positions written copied once."""
-        new = []
-        for old in (self.k, self.v):
-            buffer = old.new_empty(old.size(0) * old.size(1) * capacity * old.size(3))
-            new.append(buffer.view(*old.shape[:2], capacity, old.size(3)))
-            new[-1][:, :, : old.size(2)] = old
-        self.live, self.spare = tuple(t.view(-1) for t in new), None
-        self.k, self.v = new
+        old = self.k, self.v
+        self.live = tuple(self.buffer(t, t.size(0) * t.size(1) * capacity * t.size(3)) for t in old)
+        self.spare = None
+        self.k, self.v = (b.view(*t.shape[:2], capacity, t.size(3)) for b, t in zip(self.live, old))
+        for new, written in zip((self.k, self.v), old):
+            new[:, :, : written.size(2)] = written
 
 
 def cross_attention_mask(src_mask: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
