@@ -36,7 +36,11 @@ records which the CPU has), and changes some outputs: the float32 rows are the o
 the baseline's numbers.
 
 Each part runs its variants in interleaved rounds and reports each one's fastest round (other
-work on a shared CPU makes the slower rounds noise); all rounds are in the JSON.  Run as a
+work on a shared CPU makes the slower rounds noise); all rounds are in the JSON, with each
+call's minor page faults and system CPU time (``os_per_round``) and, for part 2, each round's
+ratio to the baseline: on the VM we record on, the time the kernel takes to map fresh memory
+changes over a day, and the baseline takes about five times as many page faults as this
+package, so the ratio moves with it.  Run as a
 script, it raises oneDNN's primitive cache (one compiled kernel per shape, 1024 by default) to
 8192 unless ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is set: bfloat16 beam search alone builds about
 1100 over Multi30k's test set, so with the default the variants would evict each other's
@@ -57,6 +61,11 @@ import platform
 import sys
 import time
 from pathlib import Path
+
+try:
+    import resource  # Unix only
+except ImportError:
+    resource = None
 from unittest import mock
 
 import torch
@@ -93,14 +102,25 @@ def provenance(device: torch.device | None = None) -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
 
 
+def os_usage() -> tuple[int, float]:
+    """This process's minor page faults and system CPU seconds so far (0s where unknown)."""
+    if resource is None:
+        return 0, 0.0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_minflt, usage.ru_stime
+
+
 def timed(runs: dict, repeats: int, device: torch.device,
-          errors: dict | None = None) -> tuple[dict, dict, dict]:
+          errors: dict | None = None) -> tuple[dict, dict, dict, dict]:
     """Wall times of each of ``runs`` (name -> function), ``repeats`` rounds interleaved so that
     a change in machine load hits every variant alike, after one warm-up call each; on a GPU
     each from a synchronised start to a synchronised end.  With ``errors`` (a dict), a variant
     whose warm-up call raises is left out and its error recorded there (a GPU run is too
     scarce to lose to one failing variant); without, the error propagates.
-    Returns ({name: [seconds, ...]}, {name: last result}, {name: warm-up call's seconds})."""
+    Returns ({name: [seconds, ...]}, {name: last result}, {name: warm-up call's seconds},
+    {name: {"minor_page_faults": [...], "system_s": [...]}}), the last per round: what the
+    operating system spent on each call (mostly mapping fresh memory into the process), a cost
+    that changes with the machine's state and shifts the ratios between variants."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def call(fn):
@@ -121,11 +141,15 @@ def timed(runs: dict, repeats: int, device: torch.device,
             print(f"   {name}: left out, its first call failed: {errors[name]}")
             del runs[name]
     times = {name: [] for name in runs}
+    os_cost = {name: {"minor_page_faults": [], "system_s": []} for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
+            faults, system = os_usage()
             results[name], seconds = call(fn)
             times[name].append(seconds)
-    return times, results, first
+            os_cost[name]["minor_page_faults"].append(os_usage()[0] - faults)
+            os_cost[name]["system_s"].append(os_usage()[1] - system)
+    return times, results, first, os_cost
 
 
 # ---- part 1: greedy decoding against torch.nn.Transformer ----------------------------------
@@ -194,7 +218,7 @@ def greedy_part(args) -> dict:
                     m, src, max_len=n, **o)
     errors = {}
     with torch.inference_mode():
-        times, out, first = timed(runs, args.repeats, args.device, errors)
+        times, out, first, os_cost = timed(runs, args.repeats, args.device, errors)
     ours = out["this package"]
     assert ours.shape == (args.batch, n) and not (ours == config.eos_id).any()
     best = {k: min(v) for k, v in times.items()}
@@ -209,7 +233,7 @@ def greedy_part(args) -> dict:
               f"token agreement with this package (float32) {agree[name]:.4f}")
     return {"batch": args.batch, "src_len": args.src_len, "steps": n,
             "params": model.num_parameters(), "seconds": best, "all_times_s": times,
-            "first_call_s": first, "failed": errors,
+            "first_call_s": first, "os_per_round": os_cost, "failed": errors,
             "agreement_with_this_package": agree,
             "speedup_vs_torch": best["torch.nn.Transformer"] / best["this package"],
             "speedup_vs_torch_bf16": best["torch.nn.Transformer"]
@@ -285,7 +309,7 @@ def beam_part(args) -> dict:
                 graphed, model, tok, sources)
         errors = {}
         with torch.inference_mode():
-            times, out, first = timed(variants, args.repeats, args.device, errors)
+            times, out, first, os_cost = timed(variants, args.repeats, args.device, errors)
         best = {k: min(v) for k, v in times.items()}
         same = {k: sum(a == b for a, b in zip(out[base], v)) for k, v in out.items()}
         bleu = {k: sacrebleu_score([tok.decode(h) for h in v], references)[0]
@@ -296,9 +320,13 @@ def beam_part(args) -> dict:
             print(f"   {name:{width}s} {sec:7.3f} s  {len(sources) / sec:7.1f} sentences/s   "
                   f"{best[base] / sec:5.2f}x as fast as the baseline   outputs identical to "
                   f"the baseline's: {same[name]:4d} of {len(sources)}   sacreBLEU "
-                  f"{bleu[name]:.2f}")
+                  f"{bleu[name]:.2f}   page faults per call "
+                  f"{min(os_cost[name]['minor_page_faults']):,}")
         result[label.replace(" ", "")] = {
             "seconds": best, "all_times_s": times, "first_call_s": first, "failed": errors,
+            "os_per_round": os_cost,
+            # each round's ratio (the two calls run one after the other): how much it moves
+            "speedup_vs_baseline_per_round": [b / o for b, o in zip(times[base], times[ours])],
             "identical_outputs": same[ours],
             "identical_to_baseline": same, "sacrebleu": bleu,
             "output_tokens": sum(len(h) for h in out[ours]),
