@@ -38,17 +38,16 @@ the baseline's numbers.
 Each part runs its variants in interleaved rounds and reports each one's fastest round (other
 work on a shared CPU makes the slower rounds noise); all rounds are in the JSON, with each
 call's minor page faults and system CPU time (``os_per_round``) and, for part 2, each round's
-ratio to the baseline: on the VM we record on, the time the kernel takes to map fresh memory
-changes over a day, and the baseline takes about five times as many page faults as this
-package, so the ratio moves with it.  Run as a
-script, it raises oneDNN's primitive cache (one compiled kernel per shape, 1024 by default) to
-8192 unless ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is set: bfloat16 beam search alone builds about
-1100 over Multi30k's test set, so with the default the variants would evict each other's
-kernels between rounds, and each round would time their rebuilding (about 0.5 ms each) rather
-than the decoder.  The first calls (``first_call_s``) still include building them.  On a GPU each
-call is timed from a synchronised start to a synchronised end, and float32 is true float32
-(TF32 off, PyTorch's default).  Outputs are
-compared as well as timed: a faster decoder that says something else would not count.
+ratio to the baseline (on the shared VM we record on, it moves by several percent from round
+to round; the faults and system time show how much of each call the operating system took).
+Run as a script, it raises oneDNN's primitive cache (one compiled kernel per shape, 1024 by
+default) to 8192 unless ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is set: bfloat16 beam search alone
+builds about 1100 over Multi30k's test set, so with the default the variants would evict each
+other's kernels between rounds, and each round would time their rebuilding (about 0.5 ms each)
+rather than the decoder.  The first calls (``first_call_s``) still include building them.  On a
+GPU each call is timed from a synchronised start to a synchronised end, and float32 is true
+float32 (TF32 off, PyTorch's default).  Outputs are compared as well as timed: a faster decoder
+that says something else would not count.
 """
 
 from __future__ import annotations
