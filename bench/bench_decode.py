@@ -26,7 +26,10 @@
    de->en) with a ``small`` model trained by this script (``--train-steps``, default 400) or
    given by ``--checkpoint``: the baseline's decoders against this package's, in float32 and
    in bfloat16 (on a CPU also without oneDNN, as in part 1), batched as ``translate`` batches
-   (sorted by length, 4000 source tokens per batch), with the sacreBLEU of each.
+   (sorted by length, 4000 source tokens per batch), with the sacreBLEU of each.  This
+   package's beam search runs as ``translate`` runs it, the batches' tails shared
+   (``beam_search_batches``), and also each batch alone (``beam_search``), to show what
+   sharing gives.
 3. On a CPU, each of the small preset's linear layers alone, for 32 and 600 rows: PyTorch's
    ``F.linear`` (MKL's SGEMM in PyTorch's CPU builds) against oneDNN with the weight packed
    once, the pair that ``transformer/engine/onednn.py`` chooses between.
@@ -78,7 +81,7 @@ from helpers import copy_into_reference  # noqa: E402  (the converter test_model
 from transformer import Transformer, TransformerConfig, greedy_decode  # noqa: E402
 from transformer.apps.profile import cpu_bf16_flags, cpu_name  # noqa: E402
 from transformer.engine import onednn  # noqa: E402
-from transformer.engine.beam_search import beam_search  # noqa: E402
+from transformer.engine.beam_search import beam_search, beam_search_batches  # noqa: E402
 from transformer.engine.bleu import sacrebleu_score  # noqa: E402
 from transformer.engine.evaluate import padded_batches  # noqa: E402
 from transformer.engine.greedy import never_pad_or_bos  # noqa: E402
@@ -154,6 +157,7 @@ def timed(runs: dict, repeats: int, device: torch.device,
 # ---- part 1: greedy decoding against torch.nn.Transformer ----------------------------------
 
 WITHOUT_ONEDNN = "this package, PyTorch's linear layers (TRANSFORMER_ONEDNN=0)"
+ALONE = "this package, each batch searched alone (beam_search per batch)"
 
 
 def without_onednn(fn):
@@ -262,16 +266,30 @@ def trained_model(args):
     return model.eval(), dataset, Path(path)
 
 
-def batched(search, model, tokenizer, sentences, max_tokens=4000):
-    """Token ids per sentence from ``search(model, src)``, batched as ``translate`` does."""
+def batches(model, tokenizer, sentences, max_tokens=4000):
+    """``(indices, src)`` for ``sentences``, batched as ``translate`` does, and their number."""
     c = model.config
     ids = [tokenizer.encode(s) + [c.eos_id] for s in sentences]
-    out = [None] * len(ids)
     device = next(model.parameters()).device
-    for batch, src in padded_batches(ids, max_tokens, c.pad_id):
-        for i, hyp in zip(batch, search(model, src.to(device))):
+    return padded_batches(ids, max_tokens, c.pad_id, device), len(ids)
+
+
+def batched(search, model, tokenizer, sentences, max_tokens=4000):
+    """Token ids per sentence from ``search(model, src)``, batched as ``translate`` does."""
+    pairs, n = batches(model, tokenizer, sentences, max_tokens)
+    out = [None] * n
+    for batch, src in pairs:
+        for i, hyp in zip(batch, search(model, src)):
             out[i] = hyp
     return out
+
+
+def shared_tails(model, tokenizer, sentences, beam_size, max_tokens=4000):
+    """Token ids per sentence from beam search as ``translate`` runs it: the same batches,
+    their tails shared (``beam_search_batches``)."""
+    pairs, n = batches(model, tokenizer, sentences, max_tokens)
+    best = beam_search_batches(model, pairs, beam_size=beam_size)
+    return [best[i] for i in range(n)]
 
 
 def beam_part(args) -> dict:
@@ -296,12 +314,18 @@ def beam_part(args) -> dict:
               "checkpoint": path.name, "trained_by_this_run": args.checkpoint is None}
     base, ours, ours16 = "baseline (before #14)", "this package", "this package, bfloat16"
     for label, (old, new) in runs.items():
+        if label == "greedy":
+            def ours_on(m, new=new):
+                return lambda: batched(new, m, tok, sources)
+        else:  # as translate runs it; the batches searched alone too, to show what sharing gives
+            def ours_on(m):
+                return lambda: shared_tails(m, tok, sources, K)
         variants = {base: lambda old=old: batched(old, model, tok, sources),
-                    ours: lambda new=new: batched(new, model, tok, sources),
-                    ours16: lambda new=new: batched(new, bf16, tok, sources)}
+                    ours: ours_on(model), ours16: ours_on(bf16)}
         if args.device.type == "cpu":
-            variants[WITHOUT_ONEDNN] = without_onednn(lambda new=new: batched(
-                new, model, tok, sources))
+            variants[WITHOUT_ONEDNN] = without_onednn(ours_on(model))
+        if label != "greedy":
+            variants[ALONE] = lambda new=new: batched(new, model, tok, sources)
         if label == "greedy" and args.device.type == "cuda":  # a graph recorded per batch
             graphed = greedy(lambda m, s, n: greedy_decode(m, s, max_len=n, cuda_graph=True))
             variants["this package, CUDA graph per step"] = lambda graphed=graphed: batched(

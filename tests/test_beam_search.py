@@ -12,7 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from transformer import Transformer, TransformerConfig, greedy_decode
-from transformer.engine.beam_search import beam_search, best_extensions, length_penalty
+from transformer.engine.beam_search import (
+    BeamSearch,
+    beam_search,
+    beam_search_batches,
+    best_extensions,
+    length_penalty,
+)
 
 PAD, BOS, EOS, A, B, C = range(6)
 
@@ -166,6 +172,45 @@ def test_cached_equals_uncached():
     assert [[h[0] for h in hyps] for hyps in cached] == [[h[0] for h in hyps] for hyps in uncached]
     for hc, hu in zip(cached, uncached):
         assert [h[1] for h in hc] == pytest.approx([h[1] for h in hu], abs=1e-4)
+
+
+@pytest.mark.parametrize("tail,merges", [(0.0, False), (0.5, True), (1.0, False)])
+def test_batches_sharing_their_tails_find_what_each_batch_finds_alone(tail, merges, monkeypatch):
+    """``beam_search_batches`` (what ``translate`` runs): every sentence gets what
+    ``beam_search`` gives it in its own batch.  With ``tail=0.5`` the batches' remnants merge,
+    sources of different lengths among them; with 0 no batch shares; with 1 every batch hands
+    over whole after one step, and two would hold more rows than the widest batch (5 sentences
+    x 4 beams), so none merge."""
+    model = random_model(1)
+    with torch.no_grad():
+        model.tgt_embed.weight[EOS] *= 3  # a mix of early ends and full-length outputs
+    batches = [(list(range(5 * i, 5 * i + 5)), random_src(n=5, s=s, seed=i))
+               for i, s in enumerate((9, 7, 5, 7))]
+    alone = {}
+    for keys, src in batches:
+        alone.update(zip(keys, beam_search(model, src, beam_size=4)))
+    merged_rows, merge = [], BeamSearch.merge
+    monkeypatch.setattr(BeamSearch, "merge", classmethod(
+        lambda cls, searches: merged_rows.append(sum(s.ys.size(0) for s in searches))
+        or merge(searches)))
+    assert beam_search_batches(model, iter(batches), beam_size=4, tail=tail) == alone
+    assert (len(merged_rows) > 0) == merges and max(merged_rows, default=0) <= 20
+
+
+def test_only_live_cached_searches_at_one_step_merge():
+    model, src = random_model(), random_src()
+    with torch.no_grad():
+        a, b = BeamSearch(model, src), BeamSearch(model, src[:2], sentences=[10, 11])
+        a.advance()
+        with pytest.raises(ValueError, match="same step"):
+            BeamSearch.merge([a, b])
+        b.advance()
+        merged = BeamSearch.merge([a, b])
+        assert merged.live == [*range(5), 10, 11] and merged.ys.size(0) == 7 * 4
+        uncached = BeamSearch(model, src, use_cache=False)
+        uncached.advance()
+        with pytest.raises(ValueError, match="cached"):
+            BeamSearch.merge([a, uncached])
 
 
 def sequence_score(model, src, outputs, alpha):

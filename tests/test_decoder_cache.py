@@ -5,7 +5,7 @@ reordered and dropped, static shapes, a compiled step)."""
 
 import pytest
 import torch
-from helpers import BOS, EOS, eos_prone_model, model_and_batch, prefixes, stepwise
+from helpers import BOS, EOS, PAD, eos_prone_model, model_and_batch, prefixes, stepwise
 
 from transformer import greedy_decode
 from transformer.engine.runtime import in_dtype
@@ -253,3 +253,49 @@ def test_a_step_without_projection_is_what_project_maps_to_the_logits():
         compiled = model.new_cache(memory, mask, compile="aot_eager")
         with pytest.raises(ValueError, match="without compile"):
             model.decode_step(tgt[:, 0], compiled, project=False)
+
+
+@pytest.mark.parametrize("all_padding", [False, True])
+def test_merged_caches_step_as_each_did_alone(all_padding):
+    """Two caches of different sources (9 and 5 positions) at the same length, merged, step as
+    each would alone: the shorter source's encoder keys are padded and masked out.  With a
+    sentence that is all padding, one cache keeps a boolean mask and the merge takes that."""
+    model, src_a = model_and_batch(seed=0, b=3, s=9)
+    src_b = model_and_batch(seed=1, b=2, s=5)[1]
+    if all_padding:
+        src_b[1] = PAD  # no key to see: this cache keeps the boolean mask
+    K, tgt = 2, prefixes(10, 6)
+    with torch.no_grad():
+        caches = []
+        for src in (src_a, src_b):
+            memory, mask = model.encode(src), model.padding_mask(src)
+            caches.append(model.new_cache(memory, mask, rows=src.size(0) * K, capacity=8))
+        rows_a = src_a.size(0) * K
+        parts = (slice(0, rows_a), slice(rows_a, None))
+        for cache, rows in zip(caches, parts):
+            stepwise(model, cache, tgt[rows, :4])
+        assert (caches[1].cross_mask.dtype == torch.bool) == all_padding
+        merged = type(caches[0]).merge(caches)
+        assert merged.length == 4 and merged.layers[0].cross_k.shape[:3] == (5, 4, 9)
+        later = stepwise(model, merged, tgt[:, 4:])
+        for cache, rows in zip(caches, parts):  # each cache alone, from the same 4 positions
+            torch.testing.assert_close(later[rows], stepwise(model, cache, tgt[rows, 4:]),
+                                       atol=1e-5, rtol=1e-5)
+        merged.reorder(torch.tensor([1, 1, 8, 9]), sentences=torch.tensor([0, 4]))
+        assert merged.layers[0].cross_k.size(0) == 2
+        model.decode_step(tgt[:4, 0], merged)  # the merged cache goes on like any other
+
+
+def test_only_dynamic_caches_at_one_length_merge():
+    model, src = model_and_batch()
+    with torch.no_grad():
+        memory, mask = model.encode(src), model.padding_mask(src)
+        a, b = (model.new_cache(memory, mask, capacity=4) for _ in range(2))
+        stepwise(model, a, prefixes(3, 2))
+        stepwise(model, b, prefixes(3, 1))
+        with pytest.raises(ValueError, match="same length"):
+            type(a).merge([a, b])
+        static = model.new_cache(memory, mask, capacity=4, static=True)
+        stepwise(model, static, prefixes(3, 2))
+        with pytest.raises(ValueError, match="dynamic"):
+            type(a).merge([a, static])

@@ -180,7 +180,7 @@ def test_cuda_graph_needs_greedy_decoding_on_a_cuda_device(monkeypatch):
         raise AssertionError("decoded before refusing")
 
     monkeypatch.setattr(evaluate_module, "greedy_decode", no_decoding)
-    monkeypatch.setattr(evaluate_module, "beam_search", no_decoding)
+    monkeypatch.setattr(evaluate_module, "beam_search_batches", no_decoding)
     model, tok = CopyModel(), WordTokenizer()
     with pytest.raises(ValueError, match="beam search .* is not graphed"):
         translate(model, tok, SENTENCES, beam_size=4, cuda_graph=True)

@@ -31,6 +31,13 @@ A row stops ("terminate early when possible") as soon as
 Rows that stop leave the batch, so late steps only pay for the rows still searching.  Padding
 and BOS are never candidates (their log-probabilities are set to -inf after the softmax, so
 scores stay the model's log P(Y | X)); EOS and UNK are.
+
+A batch's last steps often search a handful of sentences (a hypothesis that repeats itself runs
+to the length limit), and each of those steps still reads every weight of the model.  So
+``beam_search_batches``, which ``translate`` uses, lets batches share their tails: once few of a
+batch's sentences are still searching, they join one shared search (``BeamSearch.merge``) with
+the remnants of earlier batches, and what were several tails becomes one.  Each sentence's
+search is the same as in its own batch; only the company it computes in changes.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from __future__ import annotations
 import torch
 
 from ..model import Transformer
+from ..model.cache import DecoderCache
 from .greedy import never_pad_or_bos
 from .onednn import packed_linears
 from .runtime import eval_mode
@@ -66,60 +74,59 @@ def best_extensions(project, x: torch.Tensor, config, k: int, rows: int | None =
     return torch.cat(values), torch.cat(indices)
 
 
-@torch.no_grad()
-def beam_search(model: Transformer, src: torch.Tensor, beam_size: int = 4, alpha: float = 0.6,
-                max_len_offset: int = 50, max_len: int | None = None, *,
-                return_scores: bool = False, use_cache: bool = True):
-    """Translate a batch ``src`` (B, S) (tokens + EOS, right-padded) with beam search.
+class BeamSearch:
+    """Beam search over a batch of source sentences, advanced one step at a time (``advance``).
 
-    Returns the best hypothesis per row, ``list[list[int]]`` without BOS/EOS.  A row may
-    generate (EOS included) at most its non-pad source length (its EOS included) +
-    ``max_len_offset`` tokens, or ``max_len`` tokens when given.  ``return_scores=True``
-    returns instead, per row, up to ``beam_size`` finished hypotheses ``(tokens, score,
-    log_prob)``, best first (an n-best list; rule (b) may stop a row before K have finished).
-    ``use_cache=False`` feeds the whole prefix every step (slow; a reference for tests).
-    """
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    if alpha < 0:
-        raise ValueError(f"alpha must be >= 0 (the early-stop bound assumes it), got {alpha}")
-    with eval_mode(model), packed_linears(model, enabled=use_cache):  # uncached: the reference
-        nbest = _search(model, src, beam_size, alpha, max_len_offset, max_len, use_cache)
-    if return_scores:
-        return nbest
-    return [hyps[0][0] if hyps else [] for hyps in nbest]
+    ``sentences``: a key per row of ``src`` (default 0..B-1); ``finished`` maps each key to its
+    finished hypotheses ``(tokens, score, log_prob)``; ``done`` once no sentence is searching.
+    ``live`` holds the keys of the sentences still searching, in the order of their rows."""
 
+    def __init__(self, model: Transformer, src: torch.Tensor, sentences=None, beam_size: int = 4,
+                 alpha: float = 0.6, max_len_offset: int = 50, max_len: int | None = None,
+                 use_cache: bool = True):
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0 (the early-stop bound assumes it), got {alpha}")
+        c, B = model.config, src.size(0)
+        self.model, self.K, self.alpha, self.device = model, beam_size, alpha, src.device
+        sentences = list(range(B)) if sentences is None else list(sentences)
+        if max_len is None:
+            limits = ((src != c.pad_id).sum(1) + max_len_offset).tolist()
+        else:
+            limits = [max_len] * B
+        if c.positional == "learned":  # a learned table has no position beyond max_len - 1
+            limits = [min(n, c.max_len) for n in limits]
+        self.limit = dict(zip(sentences, limits))  # most tokens a hypothesis may have, EOS too
+        self.finished: dict = {key: [] for key in sentences}
+        self.live = sentences  # the sentence of each row still searching
+        self.step = 0  # tokens generated so far
+        self.done = B == 0 or max(limits) < 1
 
-def _search(model, src, K, alpha, max_len_offset, max_len, use_cache) -> list[list[Hypothesis]]:
-    c, B, device = model.config, src.size(0), src.device
-    if max_len is None:
-        limits = ((src != c.pad_id).sum(1) + max_len_offset).tolist()
-    else:
-        limits = [max_len] * B
-    if c.positional == "learned":  # a learned table has no position beyond max_len - 1
-        limits = [min(n, c.max_len) for n in limits]
-    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    rows = list(range(B))  # source row of each row still searching
+        memory, src_mask = model.encode(src), model.padding_mask(src)  # (B, S, d), (B, 1, 1, S)
+        # cached: each sentence's encoder keys/values once, shared by its beams; uncached: the
+        # whole prefix every step, against the memory repeated once per hypothesis
+        self.cache = model.new_cache(memory, src_mask, rows=B * beam_size,
+                                     capacity=max(limits, default=0)) if use_cache else None
+        self.memory, self.src_mask = (None, None) if use_cache else (memory, src_mask)
+        self.ys = torch.full((B, 1), c.bos_id, dtype=torch.long, device=src.device)  # (n*k, t)
+        self.scores = torch.zeros(B, 1, device=src.device)  # (n, k) log P(prefix) of the live
+        # hypotheses: k = 1 (BOS alone) at the first step, K afterwards
 
-    memory, src_mask = model.encode(src), model.padding_mask(src)  # (B, S, d_model), (B,1,1,S)
-    # cached: each sentence's encoder keys/values once, shared by its beams; uncached: the whole
-    # prefix every step, against the memory repeated once per hypothesis
-    cache = model.new_cache(memory, src_mask, rows=B * K,
-                            capacity=max(limits, default=0)) if use_cache else None
-    ys = torch.full((B, 1), c.bos_id, dtype=torch.long, device=device)  # (n*k, t) BOS+prefix
-    scores = torch.zeros(B, 1, device=device)  # (n, k) log P(prefix) of the live hypotheses:
-    # k = 1 (BOS alone) at the first step, K afterwards
-
-    for step in range(1, max(limits, default=0) + 1):  # step = |Y| once this token is added
+    def advance(self) -> None:
+        """One step: every live hypothesis extended by one token (see the module docstring)."""
+        model, c, K, alpha, device = self.model, self.model.config, self.K, self.alpha, self.device
+        ys, scores, rows, finished = self.ys, self.scores, self.live, self.finished
+        self.step = step = self.step + 1  # = |Y| once this token is added
         n, k = scores.shape
         # a hypothesis's 2K best extensions hold all of its candidates for the 2K best of its
         # sentence: rank within each hypothesis first (k_row), then across its sentence's k
-        if cache is not None:
-            hidden = model.decode_step(ys[:, -1], cache, project=False)  # (n*k, d_model)
+        if self.cache is not None:
+            hidden = model.decode_step(ys[:, -1], self.cache, project=False)  # (n*k, d_model)
             top_logp, top_token = best_extensions(model.project, hidden, c, 2 * K)
         else:
-            logits = model.decode(ys, memory.repeat_interleave(k, 0),
-                                  src_mask.repeat_interleave(k, 0))[:, -1]  # (n*k, V)
+            logits = model.decode(ys, self.memory.repeat_interleave(k, 0),
+                                  self.src_mask.repeat_interleave(k, 0))[:, -1]  # (n*k, V)
             top_logp, top_token = best_extensions(lambda x: x, logits, c, 2 * K)
         k_row = top_logp.size(1)  # 2K, or V for a vocabulary smaller than that
         cand = (scores.view(-1, 1) + top_logp).view(n, k * k_row)
@@ -147,8 +154,8 @@ def _search(model, src, K, alpha, max_len_offset, max_len, use_cache) -> list[li
         done = []
         best_live = live_scores[:, 0].tolist()
         for r, row in enumerate(rows):
-            hyps = finished[row]
-            if step >= limits[row]:  # (c) out of length: the live hypotheses finish as they are
+            hyps, limit = finished[row], self.limit[row]
+            if step >= limit:  # (c) out of length: the live hypotheses finish as they are
                 for j, logprob in enumerate(live_scores[r].tolist()):
                     if logprob > float("-inf"):
                         hyps.append((new_ys[r * width + j, 1:].tolist(), logprob / lp, logprob))
@@ -156,22 +163,118 @@ def _search(model, src, K, alpha, max_len_offset, max_len, use_cache) -> list[li
             elif len(hyps) >= K:  # (a) the beam is full of finished hypotheses
                 done.append(r)
             elif hyps and max(h[1] for h in hyps) >= (
-                    best_live[r] / length_penalty(limits[row], alpha)):  # (b) nobody can win
+                    best_live[r] / length_penalty(limit, alpha)):  # (b) nobody can win
                 done.append(r)
 
         keep_rows = None
         if done:  # drop finished rows from the batch
             alive = sorted(set(range(n)) - set(done))
             if not alive:
-                break
+                self.live, self.done = [], True
+                return
             keep_rows = torch.tensor(alive, device=device)
             block = (keep_rows[:, None] * width + torch.arange(width, device=device)).view(-1)
-            rows = [rows[r] for r in alive]
+            self.live = [rows[r] for r in alive]
             origin, new_ys, live_scores = origin[block], new_ys[block], live_scores[keep_rows]
-            if cache is None:
-                memory, src_mask = memory[keep_rows], src_mask[keep_rows]
-        if cache is not None:  # rows follow their hypotheses; leaving sentences take their memory
-            cache.reorder(origin, sentences=keep_rows)
-        ys, scores = new_ys, live_scores
+            if self.cache is None:
+                self.memory, self.src_mask = self.memory[keep_rows], self.src_mask[keep_rows]
+        if self.cache is not None:  # rows follow their hypotheses; leaving sentences take memory
+            self.cache.reorder(origin, sentences=keep_rows)
+        self.ys, self.scores = new_ys, live_scores
 
-    return [sorted(hyps, key=lambda h: -h[1])[:K] for hyps in finished]
+    @classmethod
+    def merge(cls, searches: list[BeamSearch]) -> BeamSearch:
+        """One search holding the live sentences of ``searches`` (cached ones, at the same step,
+        with the same settings), their rows one after the other (``DecoderCache.merge``).  The
+        merged search fills the same ``finished`` lists as the searches it came from."""
+        first = searches[0]
+        if any(s.cache is None or s.step != first.step or s.done or s.K != first.K
+               or s.alpha != first.alpha or s.scores.size(1) != first.scores.size(1)
+               for s in searches):
+            raise ValueError("only live cached searches at the same step and settings merge")
+        merged = cls.__new__(cls)
+        merged.model, merged.K, merged.alpha, merged.device = (
+            first.model, first.K, first.alpha, first.device)
+        merged.step, merged.done, merged.memory, merged.src_mask = first.step, False, None, None
+        merged.limit, merged.finished, merged.live = {}, {}, []
+        for s in searches:
+            merged.limit.update(s.limit)
+            merged.finished.update(s.finished)  # the same lists: their results fill in
+            merged.live += s.live
+        merged.ys = torch.cat([s.ys for s in searches])
+        merged.scores = torch.cat([s.scores for s in searches])
+        merged.cache = DecoderCache.merge([s.cache for s in searches])
+        return merged
+
+
+@torch.no_grad()
+def beam_search(model: Transformer, src: torch.Tensor, beam_size: int = 4, alpha: float = 0.6,
+                max_len_offset: int = 50, max_len: int | None = None, *,
+                return_scores: bool = False, use_cache: bool = True):
+    """Translate a batch ``src`` (B, S) (tokens + EOS, right-padded) with beam search.
+
+    Returns the best hypothesis per row, ``list[list[int]]`` without BOS/EOS.  A row may
+    generate (EOS included) at most its non-pad source length (its EOS included) +
+    ``max_len_offset`` tokens, or ``max_len`` tokens when given.  ``return_scores=True``
+    returns instead, per row, up to ``beam_size`` finished hypotheses ``(tokens, score,
+    log_prob)``, best first (an n-best list; rule (b) may stop a row before K have finished).
+    ``use_cache=False`` feeds the whole prefix every step (slow; a reference for tests).
+    """
+    with eval_mode(model), packed_linears(model, enabled=use_cache):  # uncached: the reference
+        search = BeamSearch(model, src, None, beam_size, alpha, max_len_offset, max_len,
+                            use_cache)
+        _run(search)
+    nbest = [ranked(search.finished[row], beam_size) for row in range(src.size(0))]
+    if return_scores:
+        return nbest
+    return [hyps[0][0] if hyps else [] for hyps in nbest]
+
+
+@torch.no_grad()
+def beam_search_batches(model: Transformer, batches, beam_size: int = 4, alpha: float = 0.6,
+                        tail: float = 0.25) -> dict:
+    """Beam search over ``batches``, ``(keys, src)`` pairs (``evaluate.padded_batches``), the
+    batches' tails shared (see the module docstring): once at most ``tail`` of a batch's
+    sentences are still searching, they join the shared search.  ``tail=0`` searches each
+    batch alone, as ``beam_search`` does.  The shared search never holds more rows than the
+    widest batch did; one that would is finished first.  Returns {key: best hypothesis}."""
+    finished, shared, widest = {}, None, 0
+    with eval_mode(model), packed_linears(model):
+        for keys, src in batches:
+            search = BeamSearch(model, src, keys, beam_size, alpha)
+            finished.update(search.finished)  # the lists every later step fills in
+            widest = max(widest, src.size(0) * beam_size)
+            share = tail if isinstance(search.cache, DecoderCache) else 0  # others cannot merge
+            while not search.done and (search.step == 0 or len(search.live) > share * len(keys)):
+                search.advance()
+            if (shared is not None and not search.done
+                    and shared.ys.size(0) + search.ys.size(0) > widest):
+                _run(shared)  # too wide to take more rows: finished first
+            shared = _join(shared, search)
+        if shared is not None:
+            _run(shared)
+    return {key: ranked(hyps, beam_size)[0][0] if hyps else [] for key, hyps in finished.items()}
+
+
+def ranked(hyps: list[Hypothesis], k: int) -> list[Hypothesis]:
+    """The ``k`` best of a sentence's finished hypotheses, best first."""
+    return sorted(hyps, key=lambda h: -h[1])[:k]
+
+
+def _run(search: BeamSearch) -> None:
+    while not search.done:
+        search.advance()
+
+
+def _join(a: BeamSearch | None, b: BeamSearch) -> BeamSearch | None:
+    """The sentences ``a`` and ``b`` are still searching, as one search (None if none): the one
+    behind steps alone until both are at the same step, then they merge."""
+    while True:
+        if a is None or a.done:
+            return None if b.done else b
+        if b.done:
+            return a
+        if a.step == b.step:
+            return BeamSearch.merge([a, b])
+        behind = a if a.step < b.step else b
+        behind.advance()

@@ -10,6 +10,8 @@ Training validates with ``evaluate_loss``; ``evaluate`` reports its perplexity.
 
 Sentences are sorted by length and cut into batches of at most ``max_tokens`` source tokens
 (padding included), so little compute goes to padding; the output comes back in input order.
+Beam search lets the batches share their tails (``beam_search.beam_search_batches``): the few
+sentences a batch is still searching at the end join those of other batches.
 ``beam_size=1`` takes the faster greedy decoder (identical output, see tests/test_beam_search.py).
 """
 
@@ -25,7 +27,7 @@ import torch
 from ..data import TranslationDataset, load_dataset
 from ..model import Transformer
 from . import checkpoint as ckpt
-from .beam_search import beam_search
+from .beam_search import beam_search_batches
 from .bleu import all_bleu, bleu_is_meaningful, chrf_score, exact_match, mean_words
 from .greedy import greedy_decode
 from .loss import nll_sum, token_losses
@@ -101,18 +103,18 @@ def translate(model: Transformer, tokenizer, sentences: Sequence[str], *, beam_s
     ids = [tokenizer.encode(s) + [c.eos_id] for s in sentences]  # source = tokens + EOS
     if c.positional == "learned":  # a learned table has no position beyond max_len - 1
         ids = [x[: c.max_len - 1] + [c.eos_id] if len(x) > c.max_len else x for x in ids]
+    batches = padded_batches(ids, max_tokens, c.pad_id, device)
+    if beam_size != 1:  # the batches' tails shared (beam_search.py)
+        best = beam_search_batches(model, batches, beam_size=beam_size, alpha=alpha)
+        return [tokenizer.decode(best[i]) for i in range(len(ids))]
     out: list[str | None] = [None] * len(ids)
-    for batch, src in padded_batches(ids, max_tokens, c.pad_id, device):
-        if beam_size == 1:  # greedy: same answer as a beam of one, without the bookkeeping
-            lengths = (src != c.pad_id).sum(1)
-            hyps = greedy_decode(model, src, max_len=int(lengths.max()) + 50,
-                                 cuda_graph=cuda_graph).tolist()
-            # greedy's limit is the longest source + 50: trim each row to its own + 50
-            hyps = [h[: n + 50] for h, n in zip(hyps, lengths.tolist())]
-        else:
-            hyps = beam_search(model, src, beam_size=beam_size, alpha=alpha)
-        for i, hyp in zip(batch, hyps):
-            out[i] = tokenizer.decode(hyp)
+    for batch, src in batches:  # greedy: same answer as a beam of one, without the bookkeeping
+        lengths = (src != c.pad_id).sum(1)
+        hyps = greedy_decode(model, src, max_len=int(lengths.max()) + 50,
+                             cuda_graph=cuda_graph).tolist()
+        # greedy's limit is the longest source + 50: trim each row to its own + 50
+        for i, hyp, n in zip(batch, hyps, lengths.tolist()):
+            out[i] = tokenizer.decode(hyp[: n + 50])
     return out
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 
 class LayerCache:
@@ -75,6 +76,32 @@ class LayerCache:
         torch.index_select(self.v[:, :, :length], 0, index, out=new_v[:, :, :length])
         self.live, self.spare = self.spare, self.live
         self.k, self.v = new_k, new_v
+
+    @classmethod
+    def merge(cls, layers: list[LayerCache], length: int, source_len: int) -> LayerCache:
+        """The rows of ``layers`` (dynamic, ``length`` positions written) one after the other,
+        packed like ``reorder``'s, their encoder keys and values padded with zeros to
+        ``source_len`` positions (``DecoderCache.merge`` masks the padding out)."""
+        merged = cls.__new__(cls)
+        first = layers[0]
+        merged.qkv_weight, merged.qkv_bias, merged.static = first.qkv_weight, first.qkv_bias, False
+        n = sum(layer.k.size(0) for layer in layers)
+        shapes = [(n, t.size(1), length + 1, t.size(3)) for t in (first.k, first.v)]
+        merged.live = tuple(merged.buffer(t, math.prod(shape))
+                            for t, shape in zip((first.k, first.v), shapes))
+        merged.k, merged.v = (b.view(shape) for b, shape in zip(merged.live, shapes))
+        merged.spare = None
+        row = 0
+        for layer in layers:
+            rows = slice(row, row + layer.k.size(0))
+            merged.k[rows, :, :length] = layer.k[:, :, :length]
+            merged.v[rows, :, :length] = layer.v[:, :, :length]
+            row = rows.stop
+        merged.cross_k, merged.cross_v = (
+            torch.cat([F.pad(t, (0, 0, 0, source_len - t.size(2))) for t in tensors])
+            for tensors in ([layer.cross_k for layer in layers],
+                            [layer.cross_v for layer in layers]))
+        return merged
 
     def grow(self, capacity: int) -> None:
         """A larger capacity (only a dynamic cache grows), the positions written copied once."""
@@ -148,6 +175,29 @@ class DecoderCache:
         self.length += 1
         if self.static:
             self.position += 1
+
+    @classmethod
+    def merge(cls, caches: list[DecoderCache]) -> DecoderCache:
+        """One cache holding the rows of ``caches`` one after the other, in order (dynamic caches
+        at the same length, each row a sentence's or a beam's: ``beam_search_batches``).  Their
+        sources may differ in length: the encoder keys and values are padded to the longest,
+        and the padding is masked out like a source's own."""
+        first = caches[0]
+        if any(c.static or c.length != first.length for c in caches):
+            raise ValueError("only dynamic decoder caches at the same length can merge")
+        merged = cls.__new__(cls)
+        merged.static, merged.length, merged.position = False, first.length, None
+        merged.step_fn, merged.cudagraphs = None, False
+        masks = [c.cross_mask for c in caches]
+        if len({m.dtype for m in masks}) > 1:  # an additive mask (0 or -inf) as a boolean one
+            masks = [m if m.dtype == torch.bool else m == 0 for m in masks]
+        source_len = max(m.size(-1) for m in masks)
+        hidden = False if masks[0].dtype == torch.bool else float("-inf")  # what padding gets
+        merged.cross_mask = torch.cat([F.pad(m, (0, source_len - m.size(-1)), value=hidden)
+                                       for m in masks])
+        merged.layers = [LayerCache.merge(list(layers), first.length, source_len)
+                         for layers in zip(*(c.layers for c in caches))]
+        return merged
 
     def reorder(self, index: torch.Tensor, sentences: torch.Tensor | None = None) -> None:
         """Keep decoder rows ``index`` (in that order), e.g. the origins of beam search's new
