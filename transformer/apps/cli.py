@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                        help="decode in this precision (default: float32, as checkpoints are "
                        "stored).  bfloat16 gained little over float32 on a CPU with native "
-                       "bf16 (AVX512-BF16, AMX; beam search 1.2-1.3x, greedy up to 1.16x), is "
+                       "bf16 (AVX512-BF16, AMX; beam search 1.2-1.4x, greedy up to 1.16x), is "
                        "slower on other CPUs, and gained little on a GPU for a small model; "
                        "about one output in ten differs from float32's")
         p.add_argument("--cuda-graph", action="store_true",

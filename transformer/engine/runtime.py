@@ -122,7 +122,7 @@ def in_dtype(model: torch.nn.Module, dtype=None) -> torch.nn.Module:
     Its own dtype gives ``model`` itself; another gives a copy whose parameters and buffers are
     cast, so ``model`` keeps its float32 weights.  Decoding in bfloat16 this way needs no casts
     at run time.  On a CPU with native bf16 (AVX512-BF16), against float32 through oneDNN
-    (``onednn.py``), beam search ran 1.2-1.3x faster and greedy decoding up to 1.16x, and bf16
+    (``onednn.py``), beam search ran 1.2-1.4x faster and greedy decoding up to 1.16x, and bf16
     changed about one output in ten (results/bench_decode_cpu.json); CPUs without native bf16
     are slower in bf16.  On an H200 the small model decoded about as fast as in float32 (beam
     search 4% faster, greedy 2% slower; results/bench_decode_cuda.json).
