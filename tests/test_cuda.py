@@ -18,7 +18,7 @@ from helpers import V, eos_prone_model, small_config, tiny_train_config
 
 from transformer import Transformer, greedy_decode
 from transformer.data import load_dataset
-from transformer.engine.beam_search import beam_search
+from transformer.engine.beam_search import BeamSearch, beam_search, beam_search_batches
 from transformer.engine.runtime import in_dtype, pick_device
 from transformer.engine.train import train
 
@@ -33,6 +33,24 @@ def test_decoding_on_cuda_matches_the_cpu():
     assert torch.equal(greedy_decode(gpu, gsrc, max_len=15).cpu(), cpu_greedy)
     assert torch.equal(greedy_decode(gpu, gsrc, max_len=15, use_cache=False).cpu(), cpu_greedy)
     assert beam_search(gpu, gsrc, beam_size=4, max_len=15) == cpu_beams
+
+
+@needs_cuda
+def test_shared_tails_on_cuda_find_what_each_batch_finds_on_the_cpu(monkeypatch):
+    """``beam_search_batches`` on the device, where merging pads boolean source masks: the
+    answers of ``beam_search`` per batch on the CPU.  On the CPU these two batches merge once
+    (seed 9, tail 0.5), and so they must here."""
+    model, src = eos_prone_model(9)
+    batches = [([0, 1, 2, 3], src[:4]), ([4, 5], src[4:, :6])]
+    cpu = {}
+    for keys, s in batches:
+        cpu.update(zip(keys, beam_search(model, s, beam_size=4)))
+    merges, merge = [], BeamSearch.merge
+    monkeypatch.setattr(BeamSearch, "merge", classmethod(
+        lambda cls, searches: merges.append(len(searches)) or merge(searches)))
+    gpu = model.cuda()
+    assert beam_search_batches(gpu, [(k, s.cuda()) for k, s in batches], tail=0.5) == cpu
+    assert merges == [2]
 
 
 @needs_cuda
