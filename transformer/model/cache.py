@@ -41,11 +41,8 @@ class LayerCache:
         self.static = static
         # zeros: a static step reads (then masks out) positions not written yet, and 0 times
         # uninitialised memory could be NaN.  A dynamic step reads only what it wrote.
-        self.live = (self.buffer(memory, rows * attn.n_heads * capacity * attn.d_k),
-                     self.buffer(memory, rows * attn.n_heads * capacity * attn.d_v))
-        self.k = self.live[0].view(rows, attn.n_heads, capacity, attn.d_k)
-        self.v = self.live[1].view(rows, attn.n_heads, capacity, attn.d_v)
-        self.spare = None  # flat buffers like ``live``, allocated by the first reorder
+        self.allocate(memory, [(rows, attn.n_heads, capacity, attn.d_k),
+                               (rows, attn.n_heads, capacity, attn.d_v)])
         # (B, h, S, d), each head's keys in one block: the step's products read them as they are
         self.cross_k, self.cross_v = (t.contiguous() for t in
                                       layer.cross_attn.project_kv(memory, memory))
@@ -53,6 +50,13 @@ class LayerCache:
     def buffer(self, like: torch.Tensor, numel: int) -> torch.Tensor:
         """A flat buffer of ``numel`` elements on ``like``'s device and dtype."""
         return (like.new_zeros if self.static else like.new_empty)(numel)
+
+    def allocate(self, like: torch.Tensor, shapes) -> None:
+        """Fresh flat ``live`` buffers viewed as ``k`` and ``v`` of ``shapes``; the ``spare``
+        ones, buffers like ``live``, are allocated by the next reorder."""
+        self.live = tuple(self.buffer(like, math.prod(shape)) for shape in shapes)
+        self.k, self.v = (b.view(shape) for b, shape in zip(self.live, shapes))
+        self.spare = None
 
     def reorder(self, index: torch.Tensor, length: int) -> None:
         """Rows ``index`` of the first ``length`` positions, copied once into the spare buffers,
@@ -86,11 +90,8 @@ class LayerCache:
         first = layers[0]
         merged.qkv_weight, merged.qkv_bias, merged.static = first.qkv_weight, first.qkv_bias, False
         n = sum(layer.k.size(0) for layer in layers)
-        shapes = [(n, t.size(1), length + 1, t.size(3)) for t in (first.k, first.v)]
-        merged.live = tuple(merged.buffer(t, math.prod(shape))
-                            for t, shape in zip((first.k, first.v), shapes))
-        merged.k, merged.v = (b.view(shape) for b, shape in zip(merged.live, shapes))
-        merged.spare = None
+        merged.allocate(first.k, [(n, t.size(1), length + 1, t.size(3))
+                                  for t in (first.k, first.v)])
         row = 0
         for layer in layers:
             rows = slice(row, row + layer.k.size(0))
@@ -106,9 +107,7 @@ class LayerCache:
     def grow(self, capacity: int) -> None:
         """A larger capacity (only a dynamic cache grows), the positions written copied once."""
         old = self.k, self.v
-        self.live = tuple(self.buffer(t, t.size(0) * t.size(1) * capacity * t.size(3)) for t in old)
-        self.spare = None
-        self.k, self.v = (b.view(*t.shape[:2], capacity, t.size(3)) for b, t in zip(self.live, old))
+        self.allocate(self.k, [(*t.shape[:2], capacity, t.size(3)) for t in old])
         for new, written in zip((self.k, self.v), old):
             new[:, :, : written.size(2)] = written
 
