@@ -79,7 +79,7 @@ import baseline_decoding as baseline  # noqa: E402
 from helpers import copy_into_reference  # noqa: E402  (the converter test_model.py checks)
 
 from transformer import Transformer, TransformerConfig, greedy_decode  # noqa: E402
-from transformer.apps.profile import cpu_bf16_flags, cpu_name  # noqa: E402
+from transformer.apps.profiles import cpu_bf16_flags, cpu_name  # noqa: E402
 from transformer.engine import onednn  # noqa: E402
 from transformer.engine.beam_search import beam_search, beam_search_batches  # noqa: E402
 from transformer.engine.bleu import sacrebleu_score  # noqa: E402
@@ -257,7 +257,7 @@ def trained_model(args):
         cfg = TrainConfig(dataset="multi30k", src="de", tgt="en", preset="small",
                           max_tokens=2048, tokens_per_step=2048, warmup=400,
                           max_steps=args.train_steps, eval_every=None, save_every=None,
-                          save_every_minutes=None, keep_last=1, run_dir=str(run_dir),
+                          keep_last=1, run_dir=str(run_dir),
                           overwrite=True, progress=False, device=str(args.device))
         print(f"\n2. training the small preset for {args.train_steps} steps (--checkpoint skips "
               "this)")

@@ -1,38 +1,130 @@
 #!/usr/bin/env bash
-# One lent GPU's work, prepared in advance (shared/notes/gpu.md): every CUDA check and
-# measurement this project needs, in order of importance, each under its own time limit, so
-# that one failing or slow step costs only its own minutes.  Logs and JSON go to $OUT.
+# One lent GPU's work, prepared in advance (shared/notes/gpu.md), as one command of at most
+# DEADLINE seconds, in order of importance:
 #
-#   OUT=build/gpu bash bench/gpu_run.sh            # on the GPU machine (python3 there),
-#                                                  # with data/cache and .whl/ carried
+#   env        date, nvidia-smi, commit, python/torch/CUDA versions
+#   data       Multi30k loads from data/cache in every direction of DIRS (else reproduce is
+#              skipped: it would fall back to the numbers task)
+#   reproduce  `reproduce --profile gpu --record` in every direction of DIRS (de-en en-de):
+#              BUDGET minutes of training each (the recipe's 5), then averaging, test decoding
+#              and scoring; multi30k-<src>-<tgt>-gpu.json (the file --record writes to
+#              results/) written to $OUT, with the run's log.jsonl.  With PARALLEL=1 (default)
+#              the directions train side by side on the one GPU, so that both fit in one
+#              command: one run alone leaves most of an H200 idle (four side by side each
+#              trained at 77% of one alone's speed, 61k vs 79k target tokens/s:
+#              results/gpu-2026-11-30b/schedules/*.log, reproduce_first_recipe.json), and each
+#              JSON records its steps, tokens/s and gpu_run.side_by_side.  PARALLEL=0: one
+#              after the other, each a step of its own (reproduce_de_en ...), which takes two
+#              commands at BUDGET=5.
+#   test_cuda  tests/test_cuda.py
+#   bench_train_compiled  bench/bench_train.py --compile: the base model's step, bf16
+#
+# Each step runs under its own time limit, cut to the time left of DEADLINE; a step that needs
+# more than is left is skipped and named at the end.  Logs and JSON go to $OUT, with $OUT's own
+# path removed from the logs (files are named relative to it); checkpoints stay in $RUNS and are
+# deleted.  TREE (the commit whose working tree runs; the device's copy of .git may be older)
+# is written into every JSON as provenance.
+#
+#   OUT=/path/out TREE=<commit> bash bench/gpu_run.sh     # on the GPU machine (python3 there),
+#                                                         # with data/cache and .whl/ carried
 #   QUICK=1 DEVICE=cpu OUT=build/gpu-rehearsal PYTHON=.venv/bin/python bash bench/gpu_run.sh
-#                                                  # rehearsal on the CPU, tiny budgets
-#   ONLY="env test_cuda bench_decode" ...          # only the steps named
+#                                                         # rehearsal on the CPU, tiny budgets
+#   ONLY="test_cuda bench_decode" ...                     # only the steps named (a step is
+#       named by its name or its first word: "smoke" = smoke_train smoke_resume smoke_evaluate)
+#
+# Steps run only when named in ONLY: bench_decode (#14's decoding benchmark), bench_train
+# (eager), smoke_train, smoke_resume, smoke_evaluate (torchrun, a checkpoint, a resume, evaluate).
 set -u -o pipefail
+T0=$(date +%s)
 OUT=${OUT:-build/gpu_run}
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 QUICK=${QUICK:-0}
-ONLY=${ONLY:-}
-mkdir -p "$OUT"
+ONLY=${ONLY:-env data reproduce test_cuda bench_train_compiled}
+DIRS=${DIRS:-de-en en-de}
+PARALLEL=${PARALLEL:-1}
+TREE=${TREE:-}
+RUNS=${RUNS:-build/gpu_run_runs}
+if [ "$QUICK" = 1 ]; then
+  BUDGET=${BUDGET:-0.01}    # training minutes per reproduce run: one step, then the rest
+  DEADLINE=${DEADLINE:-3600}
+  SCORED=(--limit 8)        # test sentences scored
+  REPRODUCE_S=1500          # the base model on a CPU: a minute a step, minutes to validate
+else
+  BUDGET=${BUDGET:-5}       # the recipe's default
+  DEADLINE=${DEADLINE:-570}  # the device tool allows 600 s per command
+  SCORED=()
+  REPRODUCE_S=150           # start-up, final validation, averaging, decoding, scoring
+fi
+mkdir -p "$OUT" "$RUNS"
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+# the rehearsal runs the gpu profile on a CPU, which reproduce otherwise refuses
+[ "$DEVICE" = cpu ] && export TRANSFORMER_REHEARSAL=1
 LOG="$OUT/run.log"
 : > "$LOG"
+: > "$OUT/steps.tsv"
 FAILED=()
+SKIPPED=()
 
-step() {  # step NAME SECONDS COMMAND...: run it under a time limit, log it, go on either way
-  local name=$1 limit=$2 start rc
-  shift 2
-  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then
+selected() {  # selected NAME: whether ONLY names the step or its first word
+  [[ " $ONLY " == *" $1 "* || " $ONLY " == *" ${1%%_*} "* ]]
+}
+
+step() {  # step NAME NEED LIMIT COMMAND...: run COMMAND (a program or a function of this
+  # script, which reads STEP_LIMIT) under min(LIMIT, time left), log it, go on either way
+  local name=$1 need=$2 limit=$3 start rc left
+  shift 3
+  if ! selected "$name"; then
     echo "=== $name: skipped (not in ONLY)" | tee -a "$LOG"
     return
   fi
+  left=$(( DEADLINE - ($(date +%s) - T0) ))
+  if [ "$left" -lt "$need" ]; then
+    echo "=== $name: skipped: it needs about $need s, $left s are left of DEADLINE=$DEADLINE" \
+      | tee -a "$LOG"
+    SKIPPED+=("$name")
+    printf '%s\tskipped\t0\t%s\n' "$name" "$limit" >> "$OUT/steps.tsv"
+    return
+  fi
+  [ "$limit" -le "$left" ] || limit=$left
   echo "=== $name (limit ${limit} s): $*" | tee -a "$LOG"
   start=$(date +%s)
-  timeout "$limit" "$@" >> "$LOG" 2>&1
+  if declare -F "$1" > /dev/null; then
+    STEP_LIMIT=$limit "$@" >> "$LOG" 2>&1
+  else
+    timeout -k 10 "$limit" "$@" >> "$LOG" 2>&1
+  fi
   rc=$?
   echo "=== $name: exit $rc after $(( $(date +%s) - start )) s" | tee -a "$LOG"
+  printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$(( $(date +%s) - start ))" "$limit" \
+    >> "$OUT/steps.tsv"
   [ $rc -eq 0 ] || FAILED+=("$name (exit $rc)")
+}
+
+reproduce_dirs() {  # reproduce_dirs DIR...: `reproduce --profile gpu --record` in each
+  # direction (de-en ...), side by side, each under STEP_LIMIT and logging to its own file
+  local dir src tgt pids=() rc=0 r
+  for dir in "$@"; do
+    src=${dir%-*} tgt=${dir#*-}
+    local cmd=("$PY" -m transformer reproduce --profile gpu --src "$src" --tgt "$tgt"
+               --time-budget "$BUDGET" --record --results-dir "$OUT" --runs-dir "$RUNS"
+               "${SCORED[@]}")
+    echo "$src->$tgt: ${cmd[*]} > $OUT/reproduce_${src}_${tgt}.log"
+    timeout -k 10 "$STEP_LIMIT" "${cmd[@]}" > "$OUT/reproduce_${src}_${tgt}.log" 2>&1 &
+    pids+=($!)
+  done
+  for r in "${pids[@]}"; do
+    wait "$r" || rc=$?
+  done
+  for dir in "$@"; do  # the scores, then the training log; checkpoints stay behind
+    src=${dir%-*} tgt=${dir#*-}
+    echo "--- $src->$tgt, the end of reproduce_${src}_${tgt}.log:"
+    tail -n 30 "$OUT/reproduce_${src}_${tgt}.log"
+    cp "$RUNS/multi30k-$src-$tgt-gpu/log.jsonl" "$OUT/multi30k-$src-$tgt-gpu_log.jsonl" \
+      2> /dev/null
+    rm -rf "$RUNS/multi30k-$src-$tgt-gpu"
+  done
+  return $rc
 }
 
 # The GPU machine's python has no sacremoses (the package imports it): install the wheel
@@ -61,40 +153,106 @@ else
   SMOKE=(--recipe reproduce-gpu --max-steps 300 --eval-every 100 --save-every 100)
   RESUMED=340
 fi
-RUN="$OUT/smoke"
+BUDGET_S=$(awk "BEGIN { print int($BUDGET * 60 + 0.999) }")
+RUN="$RUNS/smoke"
+echo "gpu_run.sh: DEVICE=$DEVICE QUICK=$QUICK BUDGET=$BUDGET min DEADLINE=$DEADLINE s" \
+  "PARALLEL=$PARALLEL DIRS=\"$DIRS\" TREE=${TREE:-?} ONLY=\"$ONLY\"" | tee -a "$LOG"
 
-step env 20 bash -c "date -u; nvidia-smi || true; git rev-parse HEAD 2>/dev/null || true;
+step env 5 30 bash -c "date -u; nvidia-smi || true; git rev-parse HEAD 2>/dev/null || true;
   $PY -c 'import torch, platform; print(\"python\", platform.python_version(), \"torch\",
   torch.__version__, \"cuda\", torch.version.cuda, \"gpu\", torch.cuda.is_available()
   and torch.cuda.get_device_name(0))'"
-# 1. The CUDA tests: bf16 autocast, fused Adam, --compile, decoding, CUDA-graph decoding.
-step test_cuda 180 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py -rA
-# 2. Decoding speed (#14): greedy vs torch.nn.Transformer (eager, inductor, CUDA graphs per
-#    decoder call and per whole step) and beam 4 / greedy over Multi30k's test set vs the
-#    pre-#14 decoder.
-step bench_decode 240 "$PY" bench/bench_decode.py --device "$DEVICE" "${DECODE[@]}" \
-  --out "$OUT/bench_decode_$DEVICE.json"
-# 3. One training step of the base model at the paper's batch, bf16: ours vs nn.Transformer,
-#    eager, then both compiled.
-step bench_train 45 "$PY" bench/bench_train.py --device "$DEVICE" "${TRAIN[@]}" \
-  --out "$OUT/bench_train_$DEVICE.json"
-step bench_train_compiled 150 "$PY" bench/bench_train.py --device "$DEVICE" "${TRAIN[@]}" \
+# Multi30k from data/cache, every direction: without it reproduce would train on the numbers
+# task (and a missing tokenizer would spend minutes on BPE)
+step data 10 60 "$PY" -c "
+from transformer.data import load_dataset
+for pair in '$DIRS'.split():
+    src, tgt = pair.split('-')
+    d = load_dataset('multi30k', src, tgt, progress=False)
+    print(pair, d, len(d.examples('train')), 'training pairs')"
+DATA_OK=$(awk -F'\t' '$1 == "data" && $2 == 0 { print 1 }' "$OUT/steps.tsv")
+if [ "$PARALLEL" = 1 ]; then
+  REPRODUCE=("reproduce:$DIRS")
+else
+  REPRODUCE=()
+  for dir in $DIRS; do REPRODUCE+=("reproduce_${dir/-/_}:$dir"); done
+fi
+for entry in "${REPRODUCE[@]}"; do
+  name=${entry%%:*}
+  if selected data && [ -z "$DATA_OK" ] && selected "$name"; then
+    echo "=== $name: skipped: the data step did not pass (Multi30k must load from" \
+      "data/cache: carry it)" | tee -a "$LOG"
+    SKIPPED+=("$name (no data)")
+    printf '%s\tskipped\t0\t0\n' "$name" >> "$OUT/steps.tsv"
+    continue
+  fi
+  # shellcheck disable=SC2086
+  step "$name" $(( BUDGET_S + 45 )) $(( BUDGET_S + REPRODUCE_S )) reproduce_dirs ${entry#*:}
+done
+# The CUDA tests: bf16 autocast, fused Adam, --compile, decoding, CUDA-graph decoding.
+step test_cuda 80 180 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py -rA
+# One training step of the base model at the paper's batch, bf16, ours vs nn.Transformer, both
+# compiled (compiling takes 60-90 s of it).
+step bench_train_compiled 100 180 "$PY" bench/bench_train.py --device "$DEVICE" "${TRAIN[@]}" \
   --compile --out "$OUT/bench_train_${DEVICE}_compiled.json"
-# 4. The command line as a user runs it on one GPU: torchrun (nccl), a checkpoint, a resume,
-#    then evaluate (beam 4, bfloat16) on the test set.
-step smoke_train 50 "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 \
+
+# Named in ONLY only: decoding speed (#14), the eager training step, and the command line as a
+# user runs it on one GPU: torchrun (nccl), a checkpoint, a resume, evaluate (beam 4, bf16).
+step bench_decode 70 240 "$PY" bench/bench_decode.py --device "$DEVICE" "${DECODE[@]}" \
+  --out "$OUT/bench_decode_$DEVICE.json"
+step bench_train 30 60 "$PY" bench/bench_train.py --device "$DEVICE" "${TRAIN[@]}" \
+  --out "$OUT/bench_train_$DEVICE.json"
+step smoke_train 30 60 "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 \
   -m transformer train --device "$DEVICE" "${SMOKE[@]}" --run-dir "$RUN" --no-progress \
   --overwrite
-step smoke_resume 30 "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 \
+step smoke_resume 20 40 "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 \
   -m transformer train --device "$DEVICE" "${SMOKE[@]}" --max-steps "$RESUMED" \
   --run-dir "$RUN" --resume auto --no-progress
-step smoke_evaluate 40 bash -c "$PY -m transformer evaluate --device $DEVICE --dtype bfloat16 \
-  --checkpoint \$(ls $RUN/checkpoints/step_*.pt | tail -1) --json $OUT/smoke_evaluate.json"
+step smoke_evaluate 20 40 bash -c "$PY -m transformer evaluate --device $DEVICE \
+  --dtype bfloat16 --checkpoint \$(ls $RUN/checkpoints/step_*.pt | tail -1) \
+  --json $OUT/smoke_evaluate.json"
 cp "$RUN/log.jsonl" "$OUT/smoke_log.jsonl" 2>/dev/null
 rm -rf "$RUN"  # checkpoints stay on the machine: only logs and JSON come back
 
-if [ ${#FAILED[@]} -gt 0 ]; then
-  echo "FAILED: ${FAILED[*]}" | tee -a "$LOG"
+# Provenance: the steps, the tree that ran and the settings, in gpu_run.json and in every JSON
+# of $OUT; then $OUT's own path out of the logs, so that files are named relative to it.
+"$PY" - "$OUT" "$TREE" "$BUDGET" "$PARALLEL" "$DIRS" "$DEADLINE" "$(( $(date +%s) - T0 ))" \
+  <<'EOF' >> "$LOG" 2>&1
+import json, os, re, sys
+from pathlib import Path
+out, tree, budget, parallel, dirs, deadline, wall = sys.argv[1:]
+out = Path(out)
+steps = [{k: int(v) if v.isdigit() else v
+          for k, v in zip(("step", "exit", "seconds", "limit_s"), line.split("\t"))}
+         for line in (out / "steps.tsv").read_text().splitlines()]
+runs = [f"multi30k-{d}-gpu" for d in dirs.split()]
+info = {"script": "bench/gpu_run.sh", "tree": tree or None, "budget_minutes": float(budget),
+        "side_by_side": runs if parallel == "1" and len(runs) > 1 else None,
+        "deadline_s": int(deadline), "wall_s": int(wall), "steps": steps}
+(out / "gpu_run.json").write_text(json.dumps(info, indent=2) + "\n")
+(out / "steps.tsv").unlink()
+written = []
+for path in sorted(out.glob("*.json")):
+    data = json.loads(path.read_text())
+    if path.name != "gpu_run.json" and isinstance(data, dict):
+        keys = ("script", "tree") + (("budget_minutes", "side_by_side")
+                                     if path.name.startswith("multi30k-") else ())
+        data["gpu_run"] = {k: info[k] for k in keys}
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        written.append(path.name)
+print("provenance written to gpu_run.json and", ", ".join(written) or "no other JSON")
+names = sorted({str(out.resolve()), os.path.relpath(out.resolve())}, key=len, reverse=True)
+names = [name for name in names if name[0] != "."]  # the longer first; never "." or "../"
+for path in out.glob("*.log"):
+    text = path.read_text(errors="replace")
+    for name in names:  # files in $OUT by their own name, $OUT itself as $OUT
+        text = text.replace(name + "/", "")
+        text = re.sub(re.escape(name) + r"(?=[\s'\"]|$)", "$OUT", text, flags=re.M)
+    path.write_text(text)
+EOF
+
+if [ ${#FAILED[@]} -gt 0 ] || [ ${#SKIPPED[@]} -gt 0 ]; then
+  echo "FAILED: ${FAILED[*]:-none}; SKIPPED for time or data: ${SKIPPED[*]:-none}" | tee -a "$LOG"
   exit 1
 fi
-echo "all steps passed" | tee -a "$LOG"
+echo "all steps passed in $(( $(date +%s) - T0 )) s" | tee -a "$LOG"

@@ -47,7 +47,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from transformer import MultiHeadAttention
-from transformer.apps.profile import banner
+from transformer.apps.profiles import banner
 from transformer.apps.viz import save_figure
 
 notebook_start = time.perf_counter()

@@ -39,7 +39,7 @@ from IPython.display import Markdown, display
 
 import transformer
 from transformer import Transformer, TransformerConfig, causal_mask
-from transformer.apps.profile import banner
+from transformer.apps.profiles import banner
 from transformer.apps.viz import attention_heatmap, save_figure
 
 torch.set_num_threads(1)  # small workloads: one thread is fastest and unaffected by other jobs

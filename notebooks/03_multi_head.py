@@ -42,7 +42,7 @@ from transformer import (
     scaled_dot_product_attention,
     sinusoidal_table,
 )
-from transformer.apps.profile import banner
+from transformer.apps.profiles import banner
 from transformer.apps.viz import attention_chart, attention_heatmap, save_figure
 
 torch.set_num_threads(1)  # small workloads: one thread is fastest and unaffected by other jobs

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from transformer import PAPER_ROWS, Transformer, TransformerConfig, sinusoidal_table
-from transformer.apps.profile import banner
+from transformer.apps.profiles import banner
 from transformer.apps.viz import save_figure
 
 torch.set_num_threads(1)  # small workloads: one thread is fastest and unaffected by other jobs

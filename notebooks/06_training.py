@@ -30,7 +30,7 @@
 # - how to run a real training with the package, watch it live, and read its curves back from
 #   the run's JSON-lines log.
 #
-# Two profiles decide the size of the run (`transformer.apps.profile`): **cpu** trains a small
+# Two profiles decide the size of the run (`transformer.apps.profiles`): **cpu** trains a small
 # model for a fixed number of steps (a few minutes on a 2-core machine; the training cell
 # prints how long it took here), **gpu** trains the paper's base model on Multi30k. The first
 # line of output says which one produced the outputs stored in this notebook.
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from IPython.display import Markdown, display
 
 from transformer.apps import notebook
-from transformer.apps.profile import banner, resolve_profile
+from transformer.apps.profiles import banner, resolve_profile
 from transformer.apps.recipes import RECIPES
 from transformer.apps.viz import save_figure
 from transformer.data import padding_fraction

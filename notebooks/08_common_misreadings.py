@@ -47,7 +47,7 @@ from transformer import (
     scaled_dot_product_attention,
     sinusoidal_table,
 )
-from transformer.apps.profile import banner
+from transformer.apps.profiles import banner
 
 torch.set_num_threads(1)  # small workloads: one thread is fastest and unaffected by other jobs
 print(banner())

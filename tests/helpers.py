@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from transformer import Transformer, TransformerConfig
+from transformer.engine.batch_size import corpus_mean_tokens
 from transformer.engine.train import TrainConfig
 
 
@@ -55,11 +56,18 @@ def eos_prone_model(seed):
 
 def tiny_train_config(run_dir, **fields) -> TrainConfig:
     """A TrainConfig for the tiny preset on the copy task: seconds on one CPU thread, no
-    progress bar, no validation and no timed saves unless ``fields`` ask for them."""
+    progress bar, no validation and no checkpoint but the last unless ``fields`` ask for
+    them."""
     base = dict(dataset="copy", preset="tiny", model={"dropout": 0.0}, max_tokens=1024,
                 tokens_per_step=None, warmup=50, lr_scale=0.25, log_every=10, eval_every=None,
-                save_every_minutes=None, run_dir=str(run_dir), progress=False)
+                save_every=None, run_dir=str(run_dir), progress=False)
     return TrainConfig(**{**base, **fields})
+
+
+def tokens_for(dataset, max_tokens: int, micro_batches: int) -> int:
+    """The ``tokens_per_step`` that makes one process take ``micro_batches`` micro-batches of
+    ``max_tokens`` per step (``batch_size.choose_batch_size``)."""
+    return round(micro_batches * corpus_mean_tokens(dataset)(max_tokens))
 
 
 def copy_into_reference(model: Transformer) -> nn.Transformer:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import tiny_train_config
+from helpers import tiny_train_config, tokens_for
 
 from transformer.data import load_dataset
 from transformer.engine import checkpoint as ckpt
@@ -90,7 +90,7 @@ def test_config_mismatch_and_missing_weights_raise_clear_errors(run, tmp_path, c
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path, copy_data):
     """Dropout on, 2 micro-batches per step, epochs rolling over: still bitwise equal."""
-    kw = dict(model={"dropout": 0.3}, accum=2)
+    kw = dict(model={"dropout": 0.3}, tokens_per_step=tokens_for(copy_data, 1024, 2))
     full = train(tiny(tmp_path / "full", max_steps=14, **kw), copy_data)
     train(tiny(tmp_path / "part", max_steps=6, **kw), copy_data)  # "interrupted" at step 6
     resumed = train(tiny(tmp_path / "part", max_steps=14, resume="auto", **kw), copy_data)
@@ -105,7 +105,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, copy_data):
     assert steps == sorted(set(steps)) and steps[-1] == 14  # one record per logged step
 
 
-def test_averaging_equals_the_manual_mean(run, tmp_path):
+def test_averaging_equals_the_manual_mean(run, tmp_path, copy_data):
     paths = ckpt.list_checkpoints(run)
     states = [torch.load(p, weights_only=True)["model"] for p in paths]
     averaged = ckpt.average_checkpoints(paths)
@@ -117,4 +117,4 @@ def test_averaging_equals_the_manual_mean(run, tmp_path):
     assert state["averaged_from"] == [str(p) for p in paths]
     assert isinstance(translate(model, tokenizer, ["1 2 3"], beam_size=2)[0], str)
     with pytest.raises(ckpt.CheckpointError, match="no optimizer state"):
-        train(tiny(tmp_path / "x", max_steps=8, resume=str(out)))
+        train(tiny(tmp_path / "x", max_steps=8, resume=str(out)), copy_data)

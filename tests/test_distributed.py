@@ -12,7 +12,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-from helpers import tiny_train_config
+from helpers import tiny_train_config, tokens_for
 
 from transformer.data import load_dataset
 from transformer.engine import checkpoint as ckpt
@@ -69,7 +69,8 @@ def test_two_gloo_ranks_match_one_process_on_both_shards(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        single = train(config(tmp_path / "one", accum=2), BothShards(dataset()))
+        both = BothShards(dataset())
+        single = train(config(tmp_path / "one", tokens_per_step=tokens_for(both, 384, 2)), both)
     finally:
         torch.set_num_threads(threads)
 
@@ -87,7 +88,7 @@ def test_two_gloo_ranks_match_one_process_on_both_shards(tmp_path):
         torch.testing.assert_close(ddp_state["model"][name], tensor, rtol=1e-4, atol=1e-5)
 
 
-def plan_worker(rank: int, port: int, run_dir: str) -> None:
+def batch_size_worker(rank: int, port: int, run_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE="2", LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -97,9 +98,8 @@ def plan_worker(rank: int, port: int, run_dir: str) -> None:
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 def test_two_ranks_achieve_the_tokens_per_step_they_are_asked_for(tmp_path):
-    """Before the plan, this asked for 2000 target tokens per step and got about 9600."""
-    mp.spawn(plan_worker, args=(free_port(), str(tmp_path / "plan")), nprocs=2, join=True)
-    summary = json.loads((tmp_path / "plan" / "summary.json").read_text())
+    mp.spawn(batch_size_worker, args=(free_port(), str(tmp_path / "run")), nprocs=2, join=True)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["world_size"] == 2
     assert abs(summary["tokens_per_step"] - 2000) <= 0.10 * 2000, summary
 

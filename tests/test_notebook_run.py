@@ -17,7 +17,7 @@ def tiny_setup(tmp_path, monkeypatch):
     monkeypatch.setitem(notebook._DATA_CACHE, (None, "en", "de"), (dataset, "numbers"))
     settings = dict(preset="tiny", model=dict(dropout=0.0), max_tokens=256, tokens_per_step=None,
                     warmup=10, max_steps=3, log_every=1, eval_every=None, save_every=1,
-                    save_every_minutes=None, keep_last=2, progress=False)
+                    keep_last=2, progress=False)
     monkeypatch.setitem(RECIPES, "notebook-cpu", Recipe("test", "a tiny run", settings))
     return dataset, settings
 
@@ -94,7 +94,7 @@ def test_train_or_reuse_trains_once_and_retrains_on_other_settings(tmp_path):
     dataset = load_dataset("numbers", n_train=300, n_val=50, n_test=50)
     settings = dict(dataset="numbers", preset="tiny", model=dict(dropout=0.0), max_tokens=256,
                     tokens_per_step=None, warmup=10, max_steps=3, log_every=1, eval_every=None,
-                    save_every_minutes=None, keep_last=1, progress=False,
+                    save_every=None, keep_last=1, progress=False,
                     run_dir=str(tmp_path / "row"))
     summary, reused = notebook.train_or_reuse(TrainConfig(**settings), dataset)
     assert not reused and summary["steps"] == 3

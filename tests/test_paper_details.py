@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from transformer import Transformer, TransformerConfig
-from transformer.engine.loss import label_smoothed_cross_entropy, nll_sum, token_losses
+from transformer.engine.loss import label_smoothed_cross_entropy, loss_sum, nll_sum
 from transformer.model.positional import SinusoidalPositionalEncoding, sinusoidal_table
 
 
@@ -75,8 +75,7 @@ def test_label_smoothed_loss_matches_the_independent_formula():
     tgt_out[0, 4:] = cfg.pad_id
     tgt_out[2, 1:] = cfg.pad_id
 
-    loss, returned = token_losses(lambda src, tgt_in: logits, None, None, tgt_out, cfg)
-    assert returned is logits
+    loss = loss_sum(logits, tgt_out, cfg)
 
     x = logits.double().numpy()
     logp = x - x.max(-1, keepdims=True)
@@ -112,7 +111,8 @@ def test_loss_terms_are_float32_under_bf16_autocast():
     tgt = torch.randint(4, 400, (4, 12), generator=g)
     tgt[1, 8:] = cfg.pad_id
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, logits = token_losses(model, src, tgt[:, :-1], tgt[:, 1:], cfg)
+        logits = model(src, tgt[:, :-1])
+        loss = loss_sum(logits, tgt[:, 1:], cfg)
         nll = nll_sum(logits, tgt[:, 1:], cfg.pad_id)
     assert logits.dtype == torch.bfloat16  # the model did run in bf16
     assert loss.dtype == nll.dtype == torch.float32
@@ -131,7 +131,7 @@ def test_loss_of_bf16_logits_is_float32_without_autocast_too():
     g = torch.Generator().manual_seed(0)
     logits = (torch.randn(16, 64, 1000, generator=g) * 4).bfloat16()
     tgt_out = torch.randint(4, 1000, (16, 64), generator=g)
-    loss, _ = token_losses(lambda src, tgt_in: logits, None, None, tgt_out, cfg)
+    loss = loss_sum(logits, tgt_out, cfg)
     nll = nll_sum(logits, tgt_out, cfg.pad_id)
     assert loss.dtype == nll.dtype == torch.float32
     assert loss.item() == pytest.approx(

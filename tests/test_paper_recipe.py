@@ -49,7 +49,7 @@ def test_base_recipe_on_wmt14_from_download_to_paper_bleu(wmt14_mirror, tmp_path
     averaged = summary["averaged"]  # the recipe's 5, as Section 6.1 does for base
     assert averaged["from"] == [f"step_0000000{k}.pt" for k in range(4, 9)]
     config = json.loads((run / "config.json").read_text())["train_config"]
-    assert (config["average"], config["keep_last"], config["save_every_minutes"]) == (5, 5, 10.0)
+    assert (config["average"], config["keep_last"], config["save_every"]) == (5, 5, 1)
     out = cli("evaluate", "--checkpoint", averaged["checkpoint"], "--split", "test", "--json",
               str(tmp_path / "eval.json"), env=env)
     scores = json.loads((tmp_path / "eval.json").read_text())

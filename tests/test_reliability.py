@@ -21,9 +21,9 @@ from helpers import tiny_train_config
 from transformer.data import load_dataset
 from transformer.engine import checkpoint as ckpt
 from transformer.engine import train as train_module
-from transformer.engine.rundir import RunDirBusy, RunLock, read_log
+from transformer.engine.rundir import Run, RunDirBusy, RunLock, read_log
 from transformer.engine.schedule import transformer_lr
-from transformer.engine.train import Health, train
+from transformer.engine.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,8 +58,7 @@ def cli(*args, **kw):
 
 
 TRAIN = ["train", "--dataset", "copy", "--preset", "tiny", "--max-tokens", "256",
-         "--tokens-per-step", "0", "--eval-every", "0", "--save-every-minutes", "0",
-         "--no-progress"]
+         "--tokens-per-step", "0", "--eval-every", "0", "--save-every", "0", "--no-progress"]
 
 
 # ---- damaged checkpoints ----------------------------------------------------------------------
@@ -117,38 +116,28 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, copy_
 
 # ---- the NaN guard and resuming with other learning-rate settings ------------------------------
 
-def test_health_flags_values_far_above_their_recent_mean():
-    health = Health()
-    assert all(health.update(loss=x, grad_norm=1.0) for x in (5.0, 4.0, 4.5, 4.2))
-    assert not health.update(loss=50.0, grad_norm=1.0)  # > 10x the mean of 4.4
-    assert not health.update(loss=4.0, grad_norm=float("nan"))
-    assert health.update(loss=4.0, grad_norm=1.2) and health.ok
+def test_nan_advice_names_the_newest_checkpoint_which_predates_the_nan(tmp_path, copy_data,
+                                                                       monkeypatch):
+    """The loss becomes NaN at step 10 of a run that logs every 4 steps and saves every 3 (a
+    save is a log step): it stops at the log step 12, not saving there, and advises step 9."""
+    real, step = train_module.loss_sum, {"n": 0}
 
-
-def test_nan_advice_names_a_checkpoint_saved_before_the_blow_up(tmp_path, copy_data,
-                                                                monkeypatch):
-    """The loss leaves its range at step 9 and becomes NaN at step 12; checkpoints are written
-    every step: the advice must name step 8's, never one saved at steps 9-11."""
-    real, step = train_module.token_losses, {"n": 0}
-
-    def blowing_up(model, src, tgt_in, tgt_out, config):
-        loss, logits = real(model, src, tgt_in, tgt_out, config)
-        if model.training:
+    def blowing_up(logits, tgt_out, config):
+        loss = real(logits, tgt_out, config)
+        if torch.is_grad_enabled():  # a training step, not validation
             step["n"] += 1
-            if step["n"] >= 12:
-                return loss * float("nan"), logits
-            if step["n"] >= 9:
-                return loss * 1000, logits
-        return loss, logits
+            if step["n"] >= 10:
+                return loss * float("nan")
+        return loss
 
-    monkeypatch.setattr(train_module, "token_losses", blowing_up)
+    monkeypatch.setattr(train_module, "loss_sum", blowing_up)
     run = tmp_path / "run"
     with pytest.raises(FloatingPointError) as err:
-        train(tiny(run, max_steps=20, save_every=1, log_every=1, keep_last=20), copy_data)
+        train(tiny(run, max_steps=20, save_every=3, log_every=4, keep_last=20), copy_data)
     message = str(err.value)
-    assert "at step 12" in message
-    assert f"--resume {run / 'checkpoints' / 'step_00000008.pt'}" in message
-    assert ckpt.latest_checkpoint(run).name == "step_00000011.pt"  # saved, but not advised
+    assert "between steps 10 and 12" in message
+    assert f"--resume {run / 'checkpoints' / 'step_00000009.pt'}" in message
+    assert ckpt.latest_checkpoint(run).name == "step_00000009.pt"  # none written after it
 
 
 def test_a_resumed_run_uses_the_new_learning_rate_from_its_first_step(tmp_path, copy_data,
@@ -243,3 +232,63 @@ def test_a_signal_saves_a_checkpoint_and_the_run_resumes(tmp_path, sig):
     out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
     assert json.loads(out[out.index("{"):])["steps"] == summary["steps"] + 2
+
+
+def test_a_second_signal_during_a_checkpoint_write_lets_the_write_finish(tmp_path, copy_data,
+                                                                         monkeypatch):
+    """Both signals land while step 2's checkpoint is written: the first asks for a stop with
+    a checkpoint, the second for a stop at once, which waits until the file is whole."""
+    real, calls = ckpt.save_training, []
+
+    def save(path, **kw):
+        calls.append(path)
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(path, **kw)
+
+    monkeypatch.setattr(ckpt, "save_training", save)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):  # the command line's exit status 130
+        train(tiny(run, max_steps=50, save_every=2), copy_data)
+    assert len(calls) == 1
+    assert ckpt.load_checkpoint(calls[0])["step"] == 2  # written whole, verified
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000002.pt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_a_second_signal_during_the_last_save_lets_it_finish(tmp_path, copy_data, monkeypatch):
+    """Ctrl-C at step 3 stops the run after step 4 with a checkpoint; Ctrl-C again while that
+    checkpoint is written stops at once, once the file is whole."""
+    real_save, real_bar = ckpt.save_training, Run.bar_update
+
+    def bar_update(self, step):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_bar(self, step)
+
+    def save(path, **kw):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_save(path, **kw)
+
+    monkeypatch.setattr(Run, "bar_update", bar_update)
+    monkeypatch.setattr(ckpt, "save_training", save)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(run, max_steps=50), copy_data)
+    assert ckpt.load_checkpoint(ckpt.latest_checkpoint(run))["step"] == 4
+
+
+def test_resume_auto_in_an_empty_run_dir_says_it_starts_afresh(tmp_path, copy_data, capsys):
+    summary = train(tiny(tmp_path / "run", max_steps=2, resume="auto"), copy_data)
+    assert summary["steps"] == 2
+    assert "--resume auto: no checkpoint in" in capsys.readouterr().out
+
+
+def test_resuming_with_another_vocabulary_is_refused(tmp_path, copy_data):
+    run = tmp_path / "run"
+    train(tiny(run, max_steps=2), copy_data)
+    other = load_dataset("numbers", n_train=200, n_val=20, n_test=20)  # another vocabulary
+    with pytest.raises(ckpt.CheckpointError, match="trained with another vocabulary") as err:
+        train(tiny(run, max_steps=4, resume="auto"), other)
+    assert "step_00000002.pt" in str(err.value) and "\n" not in str(err.value)
+    assert ckpt.latest_checkpoint(run).name == "step_00000002.pt"  # nothing written

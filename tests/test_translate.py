@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from transformer import Transformer, TransformerConfig, greedy_decode
-from transformer.engine.evaluate import evaluate, evaluate_loss, length_batches, translate
+from transformer.data.batching import token_batches
+from transformer.engine.evaluate import evaluate, evaluate_loss, padded_batches, translate
 from transformer.engine.runtime import in_dtype
 
 PAD, BOS, EOS, UNK = range(4)
@@ -109,7 +110,9 @@ class FakeDataset:
     def batches(self, split, max_tokens, *, shuffle=True, rank=0, world_size=1):
         ids = [self.tokenizer.encode(s) for s in self.sentences]
         out = []
-        for rows in length_batches([len(x) + 1 for x in ids], max_tokens):
+        lengths = [len(x) + 1 for x in ids]
+        for rows in token_batches(lengths, None, max_tokens, sorted(range(len(ids)),
+                                                                    key=lambda i: -lengths[i])):
             t = max(len(ids[i]) for i in rows) + 1
             src, tgt_in, tgt_out = (torch.full((len(rows), t), PAD) for _ in range(3))
             for r, i in enumerate(rows):
@@ -123,13 +126,15 @@ class FakeDataset:
 SENTENCES = ["1 2 3", "4", "5 6 7 8 9 0 1 2", "3 3", "", "9 8 7 6 5"]
 
 
-def test_length_batches():
-    lengths = [3, 9, 1, 4, 4, 7, 2]
-    batches = length_batches(lengths, max_tokens=10)
-    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
-    assert all(len(b) * max(lengths[i] for i in b) <= 10 for b in batches)
-    assert length_batches([50], max_tokens=10) == [[0]]  # too long: a batch of its own
-    assert length_batches([], max_tokens=10) == []
+def test_padded_batches_cut_longest_first_within_the_budget():
+    ids = [[5] * n for n in (3, 9, 1, 4, 4, 7, 2)]
+    batches = list(padded_batches(ids, 10, pad_id=0))
+    assert sorted(i for b, _ in batches for i in b) == list(range(len(ids)))
+    assert all(src.numel() <= 10 and src.shape == (len(b), max(len(ids[i]) for i in b))
+               for b, src in batches)
+    assert [b for b, _ in batches][0] == [1]  # the longest first
+    assert [b for b, _ in padded_batches([[5] * 50], 10, 0)] == [[0]]  # too long: alone
+    assert list(padded_batches([], 10, 0)) == []
 
 
 @pytest.mark.parametrize("beam_size", [1, 4])

@@ -10,8 +10,8 @@
 
 Every field of ``TrainConfig`` is an option (``--max-tokens``, ``--time-budget`` ...), and so
 is every architectural field of ``TransformerConfig`` (``--d-model``, ``--n-layers``,
-``--dropout`` ...), with the help text and range declared on the field; ``--set key=value``
-reaches either by name; ``--recipe NAME`` starts from a named run of ``recipes.py``.
+``--dropout`` ...): ``options.py`` declares them; ``--set key=value`` reaches either by name;
+``--recipe NAME`` starts from a named run of ``recipes.py``.
 
 Expected failures (a bad checkpoint or data file, a path that cannot be written, an invalid
 value) end with one line on stderr, ``error: ...``, naming the file or value and the fix, and
@@ -22,8 +22,6 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
 import errno
 import json
 import os
@@ -35,39 +33,12 @@ from ..data import DataError, download, download_size
 from ..engine.checkpoint import CheckpointError, list_checkpoints, load_model, write_average
 from ..engine.evaluate import evaluate_checkpoint, format_scores, translate
 from ..engine.runtime import DTYPES, in_dtype, pick_device
-from ..engine.train import TrainConfig, train
-from ..model import TransformerConfig
-from ..model.config import allowed, field_type
+from ..engine.train import train
 from .dryrun import dry_run
-from .profile import cpu_has_native_bf16
+from .options import add_train_options, train_config_from_args, train_recipe
+from .profiles import cpu_has_native_bf16
 from .recipes import RECIPES
 from .reproduce import reproduce
-
-
-def add_dataclass_options(parser, cls, dest_prefix="", show_default=True):
-    """One ``--field-name`` option per field of ``cls`` declared with ``option(cli=True)``;
-    help text and range come from the field itself.  Every option defaults to "not given"
-    (None), so that only what the user typed overrides a recipe or preset."""
-    for f in dataclasses.fields(cls):
-        if not f.metadata.get("cli", False):
-            continue
-        tp, _ = field_type(cls, f.name)
-        text = f.metadata["help"]
-        if f.metadata.get("low") is not None or f.metadata.get("above") is not None:
-            text += f"; {'0 or ' if f.metadata.get('zero_is_none') else ''}{allowed(f, tp)}"
-        if show_default and f.default is not dataclasses.MISSING and f.default is not None:
-            text += f" (default: {f.default})"
-        kwargs = dict(dest=dest_prefix + f.name, default=None, help=text.replace("%", "%%"))
-        if tp is bool:
-            parser.add_argument("--" + f.name.replace("_", "-"),
-                                action=argparse.BooleanOptionalAction, **kwargs)
-        else:
-            if f.metadata.get("choices"):
-                kwargs["choices"] = f.metadata["choices"]
-            else:
-                kwargs["metavar"] = tp.__name__.upper() if tp in (int, float) else "TEXT"
-            parser.add_argument("--" + f.name.replace("_", "-"),
-                                type=tp if tp in (int, float) else str, **kwargs)
 
 
 def at_least(low: float, kind=int):
@@ -82,56 +53,6 @@ def at_least(low: float, kind=int):
         return value
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
-
-
-def _given(args, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in vars(args).items()
-            if k.startswith(prefix) and v is not None}
-
-
-def _parse_value(text: str):
-    lowered = text.lower()
-    if lowered in ("true", "false", "none", "null"):
-        return {"true": True, "false": False}.get(lowered)
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def train_recipe(args):
-    """The recipe a ``train`` command starts from: ``--recipe``, else the one named like the
-    model preset (every row of Table 3 and big has one: the paper's training), else None."""
-    if args.recipe:
-        return RECIPES[args.recipe]
-    return RECIPES.get(args.t_preset or TrainConfig.preset)
-
-
-def train_config_from_args(args) -> TrainConfig:
-    """TrainConfig from parsed ``train`` options over the settings of ``train_recipe(args)``:
-    model overrides go to ``cfg.model``."""
-    train_kw, model_kw = _given(args, "t_"), _given(args, "m_")
-    model_fields = {f.name for f in dataclasses.fields(TransformerConfig)}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
-        if key in model_fields:
-            model_kw[key] = _parse_value(value)
-        elif key in train_fields and key != "model":
-            train_kw[key] = _parse_value(value)
-        else:
-            raise SystemExit(f"--set: unknown field {key!r}; model fields: "
-                             f"{sorted(model_fields)}; train fields: {sorted(train_fields)}")
-    for f in dataclasses.fields(TrainConfig):  # on the command line 0 may mean "off"
-        if f.metadata.get("zero_is_none") and train_kw.get(f.name) == 0:
-            train_kw[f.name] = None
-    recipe = train_recipe(args)
-    if recipe is not None:
-        return recipe.config(**train_kw, model=model_kw)
-    return TrainConfig(**train_kw, model=model_kw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,13 +135,16 @@ def cmd_translate(args) -> int:
         for number, raw in enumerate(sys.stdin.buffer, 1):
             line, valid = _decode_line(raw, number)
             _warn_invalid([] if valid else [number])
-            hyp = translate(model, tokenizer, [line.strip()], **opts)[0] if line.strip() else ""
+            hyp = translate(model, tokenizer, [line.strip()], names=[f"stdin line {number}"],
+                            **opts)[0] if line.strip() else ""
             print(hyp, flush=True)
         return 0
     sentences = _read_sentences()
     keep = [i for i, s in enumerate(sentences) if s.strip()]
     out = [""] * len(sentences)
-    for i, hyp in zip(keep, translate(model, tokenizer, [sentences[i] for i in keep], **opts)):
+    names = [f"stdin line {i + 1}" for i in keep]  # what warnings call over-long lines
+    for i, hyp in zip(keep, translate(model, tokenizer, [sentences[i] for i in keep],
+                                      names=names, **opts)):
         out[i] = hyp
     sys.stdout.write("".join(line + "\n" for line in out))
     return 0
@@ -293,11 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens-per-second", type=at_least(1.0, float), default=None,
                    help="measured throughput (target tokens/s, all ranks) for --dry-run's "
                    "time projection (default: a short probe when the corpus is at hand)")
-    add_dataclass_options(p.add_argument_group("training"), TrainConfig, dest_prefix="t_")
-    add_dataclass_options(p.add_argument_group("model (default: the preset's values)"),
-                          TransformerConfig, dest_prefix="m_", show_default=False)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="set any model or training field by name (repeatable)")
+    add_train_options(p)
     p.set_defaults(func=cmd_train)
 
     def decoding(p):
@@ -326,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Translate stdin, one sentence per line, to stdout, one line per input "
         "line (an empty line stays empty).  Input is read as UTF-8 whatever the locale, and "
         "output written as UTF-8; invalid bytes are replaced by U+FFFD, the line is still "
-        "translated, and a warning on stderr names the lines concerned.")
+        "translated, and a warning on stderr names the lines concerned.  A line longer than "
+        "the model's maximum (its max_len, in subword tokens) is cut to it: its first tokens "
+        "are translated, and a warning on stderr names the line and its length.")
     decoding(p)
     p.set_defaults(func=cmd_translate)
 
@@ -362,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: $TRANSFORMER_PROFILE, else gpu when CUDA is available")
     p.add_argument("--time-budget", type=at_least(0.01, float), default=None,
                    help="training minutes (default: $TRANSFORMER_TIME_BUDGET, else 10 on cpu, "
-                   "30 on gpu)")
+                   "5 on gpu)")
     p.add_argument("--src", default="de", help="Multi30k source language (default: de)")
     p.add_argument("--tgt", default="en", help="Multi30k target language (default: en)")
     p.add_argument("--data-dir", default=None)
@@ -393,6 +315,9 @@ _OS_HINTS = {
     errno.EPERM: "no permission: fix the permissions or choose another path",
     errno.EROFS: "read-only file system: choose another path",
     errno.ENOSPC: "the disk is full: free some space or choose another path",
+    errno.EFBIG: "the file outgrew a size limit (ulimit -f, or the file system's): raise it or "
+                 "choose another path",
+    errno.EDQUOT: "the disk quota is used up: free some space or choose another path",
     errno.ENOENT: "check the path",
     errno.EPIPE: "the reader of the output went away before it was complete",
 }

@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 from ..data import DATASETS, available_offline, download_size, load_dataset, resolve_data_dir
-from ..engine.loss import token_losses
-from ..engine.plan import BatchPlan, plan_batches
+from ..engine.batch_size import BatchSize, choose_batch_size, measured_batch_size
+from ..engine.loss import loss_sum
 from ..engine.runtime import autocast, move_batch, pick_device
 from ..engine.schedule import transformer_lr
-from ..engine.train import TrainConfig, batch_plan, build_model_config
+from ..engine.train import TrainConfig, build_model_config
 from ..model import Transformer, TransformerConfig
 
 # Target tokens per micro-batch as a share of its budget, measured on Multi30k de-en's training
@@ -44,13 +44,13 @@ def _parameters(config: TransformerConfig) -> int:
         return Transformer(config).num_parameters()
 
 
-def probe(cfg: TrainConfig, dataset, plan: BatchPlan, config: TransformerConfig) -> float:
-    """Target tokens per second of a few training micro-batches of the plan's size on this
+def probe(cfg: TrainConfig, dataset, batch: BatchSize, config: TransformerConfig) -> float:
+    """Target tokens per second of a few training micro-batches of that size on this
     machine's device (one rank; ranks multiply it, minus communication)."""
     device = pick_device(cfg.device)
     model = Transformer(config).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    batches = dataset.batches("train", plan.max_tokens, shuffle=True, seed=cfg.seed)
+    batches = dataset.batches("train", batch.max_tokens, shuffle=True, seed=cfg.seed)
     amp = autocast(device, cfg.amp)
     tokens, start = 0, None
     for i, batch in enumerate(batches[:PROBE_STEPS + 1]):
@@ -60,7 +60,7 @@ def probe(cfg: TrainConfig, dataset, plan: BatchPlan, config: TransformerConfig)
             tokens, start = 0, time.perf_counter()
         src, tgt_in, tgt_out = move_batch(batch, device)
         with amp():
-            loss, _ = token_losses(model, src, tgt_in, tgt_out, config)
+            loss = loss_sum(model(src, tgt_in), tgt_out, config)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -103,19 +103,19 @@ def dry_run(cfg: TrainConfig, world_size: int = 1, tokens_per_second: float | No
                  + f"; warm-up {cfg.warmup} steps, peak learning rate "
                  f"{transformer_lr(cfg.warmup, config.d_model, cfg.warmup, cfg.lr_scale):.2e}")
     if dataset is not None:
-        plan, how = batch_plan(cfg, dataset, world_size), "measured on the corpus"
+        batch = measured_batch_size(dataset, cfg.tokens_per_step, world_size, cfg.max_tokens)
+        how = "measured on the corpus"
     else:
-        plan = plan_batches(cfg.tokens_per_step, world_size, cfg.max_tokens,
-                            lambda budget: FILL_ESTIMATE * budget, accum=cfg.accum,
-                            min_tokens=257)  # the training filter keeps pairs of <= 256 tokens
+        batch = choose_batch_size(cfg.tokens_per_step, world_size, cfg.max_tokens,
+                                  lambda budget: FILL_ESTIMATE * budget,
+                                  min_tokens=257)  # the training filter keeps pairs <= 256
         how = f"estimated ({FILL_ESTIMATE:.0%} of a budget as target tokens; measured once " \
               "the corpus is at hand)"
-    lines.append(f"batch: {plan.describe()}, {how}")
-    if plan.warning():
-        lines.append(plan.warning())
-    every = [f"every {cfg.save_every} steps" if cfg.save_every else None,
-             f"every {cfg.save_every_minutes:g} minutes" if cfg.save_every_minutes else None]
-    lines.append(f"checkpoints: {' and '.join(x for x in every if x) or 'at the end'}, the "
+    lines.append(f"batch: {batch.describe()}, {how}")
+    if batch.warning():
+        lines.append(batch.warning())
+    every = f"every {cfg.save_every} steps" if cfg.save_every else "at the end"
+    lines.append(f"checkpoints: {every}, the "
                  f"last {cfg.keep_last or 'all'} kept; " + (
                      f"the last {cfg.average} averaged into {Path(cfg.run_dir) / 'averaged.pt'}"
                      if cfg.average > 1 else "no averaging"))
@@ -123,7 +123,7 @@ def dry_run(cfg: TrainConfig, world_size: int = 1, tokens_per_second: float | No
         d = recipe.decode
         lines.append(f"decoding: beam {d['beam_size']}, alpha {d['alpha']}, max length input + "
                      f"{d.get('max_len_offset', 50)}")
-    lines.append(_time_line(cfg, plan, tokens_per_second, dataset, config))
+    lines.append(_time_line(cfg, batch, tokens_per_second, dataset, config))
     return "\n".join(lines)
 
 
@@ -131,13 +131,13 @@ def _download_line(cfg: TrainConfig) -> str:
     return "not downloaded yet: " + download_size(cfg.dataset, cfg.src, cfg.tgt)["summary"]
 
 
-def _time_line(cfg, plan, tokens_per_second, dataset, config) -> str:
+def _time_line(cfg, batch, tokens_per_second, dataset, config) -> str:
     steps = cfg.max_steps
     if tokens_per_second is None and dataset is not None:
-        per_rank = probe(cfg, dataset, plan, config)
-        tokens_per_second = per_rank * plan.world_size
+        per_rank = probe(cfg, dataset, batch, config)
+        tokens_per_second = per_rank * batch.world_size
         source = (f"a {PROBE_STEPS}-micro-batch probe on {pick_device(cfg.device)}: "
-                  f"{per_rank:,.0f} target tokens/s per rank, times {plan.world_size} ranks "
+                  f"{per_rank:,.0f} target tokens/s per rank, times {batch.world_size} ranks "
                   "(communication not counted)")
     elif tokens_per_second is not None:
         source = "--tokens-per-second"
@@ -146,6 +146,6 @@ def _time_line(cfg, plan, tokens_per_second, dataset, config) -> str:
                 "ranks), or download the corpus for a timed probe")
     if not steps:
         return f"time: {tokens_per_second:,.0f} target tokens/s ({source}); no step limit set"
-    seconds = steps * plan.expected / max(tokens_per_second, 1e-9)
-    return (f"time: {steps:,} steps x {plan.expected:,.0f} target tokens at "
+    seconds = steps * batch.expected / max(tokens_per_second, 1e-9)
+    return (f"time: {steps:,} steps x {batch.expected:,.0f} target tokens at "
             f"{tokens_per_second:,.0f} tokens/s ({source}) = about {_hours(seconds)}")

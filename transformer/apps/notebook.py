@@ -31,8 +31,8 @@ from ..engine.rundir import RunDirBusy, RunLock, best_val_step, read_log
 from ..engine.runtime import display_path
 from ..engine.train import TrainConfig, train
 from ..model import Transformer
-from .profile import device as profile_device
-from .profile import resolve_profile
+from .profiles import device as profile_device
+from .profiles import resolve_profile
 from .recipes import RECIPES
 from .reproduce import default_runs_dir, pick_data
 
@@ -128,7 +128,7 @@ class NotebookRun:
 def notebook_run(profile: str | None = None, *, src: str = "en", tgt: str = "de",
                  model: dict | None = None, train_if_missing: bool = True,
                  retrain: bool = False, data_dir=None, device=None) -> NotebookRun:
-    """The notebook model of ``profile`` (default: ``profile.resolve_profile()``), trained
+    """The notebook model of ``profile`` (default: ``profiles.resolve_profile()``), trained
     ``src`` -> ``tgt``, with the recipe's model settings changed by ``model`` if given (a
     variant gets its own run directory: notebook 06's ``{"label_smoothing": 0.0}`` twin).
 

@@ -94,15 +94,16 @@ def filter_pairs(src_lengths: np.ndarray, tgt_lengths: np.ndarray, *, max_len: i
     return np.flatnonzero(keep), counts
 
 
-def token_batches(src_lengths, tgt_lengths, max_tokens: int, order: np.ndarray) -> list[list]:
+def token_batches(src_lengths, tgt_lengths, max_tokens: int, order) -> list[list[int]]:
     """Cut ``order`` (positions sorted by length) greedily into batches with
-    B * max(src_length) <= max_tokens and B * max(tgt_length) <= max_tokens."""
+    B * max(src_length) <= max_tokens and B * max(tgt_length) <= max_tokens: the batching of
+    training, validation and translation (``tgt_lengths`` None: sources only).  A row longer
+    than ``max_tokens`` gets a batch of its own."""
+    if tgt_lengths is None:
+        tgt_lengths = src_lengths
     batches, current, max_s, max_t = [], [], 0, 0
-    for i in order.tolist():
+    for i in np.asarray(order, dtype=np.int64).tolist():
         s, t = int(src_lengths[i]), int(tgt_lengths[i])
-        if s > max_tokens or t > max_tokens:
-            raise ValueError(f"pair {i} needs {max(s, t)} positions, more than max_tokens="
-                             f"{max_tokens}; raise max_tokens or lower max_len")
         n = len(current) + 1
         if current and (n * max(max_s, s) > max_tokens or n * max(max_t, t) > max_tokens):
             batches.append(current)
@@ -166,6 +167,10 @@ def make_batches(src: Ragged, tgt: Ragged, max_tokens: int, *, subset=None,
     if len(rows) == 0:
         return []
     src_len, tgt_len = src.lengths() + 1, tgt.lengths() + 1  # + EOS (src) / BOS or EOS (tgt)
+    longest = int(max(src_len[rows].max(), tgt_len[rows].max()))
+    if longest > max_tokens:
+        raise ValueError(f"a pair needs {longest} positions, more than max_tokens={max_tokens}; "
+                         "raise max_tokens or lower max_len")
     rng = np.random.default_rng([seed, epoch])
     order = rows[rng.permutation(len(rows))] if shuffle else rows
     order = order[np.lexsort((tgt_len[order], src_len[order]))]  # stable: ties keep the shuffle

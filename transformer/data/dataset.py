@@ -40,13 +40,14 @@ class TranslationDataset:
                  aliases: dict[str, str] | None = None, max_len: int = 256,
                  max_ratio: float = 3.0, filter_splits: tuple[str, ...] = ("train",),
                  cache_dir: Path | None = None, data_key: str = "",
-                 pair_counts: dict[str, int] | None = None):
+                 pair_counts: dict[str, int] | None = None, tokenizer_path: Path | None = None):
         self.name, self.src_lang, self.tgt_lang = name, src_lang, tgt_lang
         self.tokenizer, self.splits = tokenizer, tuple(splits)
         self.aliases = dict(aliases or {})
         self.max_len, self.max_ratio, self.filter_splits = max_len, max_ratio, filter_splits
         self.cache_dir, self.data_key = cache_dir, data_key  # where and for which data to cache
         self.pair_counts = dict(pair_counts or {})  # pairs per split, known without reading
+        self.tokenizer_path = tokenizer_path  # the cached vocabulary file (None: generated)
         self.filter_report: dict[str, dict[str, int]] = {}  # filled as splits are first used
         self._load_texts = load_texts
         self._texts: dict[str, TextPair] = {}
@@ -273,7 +274,8 @@ def load_dataset(name: str, src: str | None = None, tgt: str | None = None, *,
 
     tokenizer = load_or_train(path, training_text, vocab_size, progress)
     return TranslationDataset(name, src, tgt, tokenizer, info.splits, load_texts,
-                              cache_dir=data_dir / name, data_key=data_key, **options)
+                              cache_dir=data_dir / name, data_key=data_key,
+                              tokenizer_path=path, **options)
 
 
 def _files_for(name: str, src: str | None, tgt: str | None) -> list[str]:

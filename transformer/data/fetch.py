@@ -12,6 +12,7 @@ folder or a URL base laid out as ``<mirror>/<corpus>/<file>``).  Where they go:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
@@ -40,6 +41,25 @@ class DownloadError(DataError):
 
 class ChecksumError(DataError):
     """A file does not match its recorded checksum."""
+
+
+class WriteError(OSError):
+    """A cache file could not be written for want of space (a full disk, a file-size limit,
+    a quota); its errno and strerror are the system's, its filename the file meant.  Nothing
+    was left under that name (``atomic_output``)."""
+
+
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def write_failure(e: BaseException, dest: Path) -> WriteError | None:
+    """``e`` as a ``WriteError`` naming ``dest`` when it says the disk is full (or a file
+    too large), else None: so that a full disk is reported as such, not as a corrupt source."""
+    if isinstance(e, WriteError):
+        return e
+    if isinstance(e, OSError) and e.errno in FULL_ERRNOS:
+        return WriteError(e.errno, e.strerror, str(dest))
+    return None
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -111,13 +131,20 @@ def _open_source(source: str):
 @contextmanager
 def atomic_output(dest: Path, mode: str = "wb", suffix: str = ".tmp"):
     """Yield a file that becomes ``dest`` (``os.replace``) only if the block succeeds; on any
-    error the temporary file is removed and ``dest`` is left as it was."""
+    error the temporary file is removed and ``dest`` is left as it was.  A write that fails
+    for want of space raises ``WriteError`` naming ``dest`` (Python's own OSError names no
+    file), whatever raised it (``np.savez`` on closing its zip ...)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}{suffix}"
     try:
         with open(tmp, mode.replace("w", "x"), encoding=None if "b" in mode else "utf-8") as f:
             yield f
         os.replace(tmp, dest)
+    except Exception as e:
+        failure = write_failure(e, dest) or write_failure(e.__context__, dest)
+        if failure is None or failure is e:
+            raise
+        raise failure from e
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -151,6 +178,8 @@ def fetch(source: str, dest: Path, expected: str | None = None, *, progress: boo
                     received += len(chunk)
                     bar.update(len(chunk))
             except (OSError, http.client.HTTPException) as e:  # reset, timeout...
+                if (full := write_failure(e, dest)) is not None:  # our disk, not the source
+                    raise full from e
                 raise DownloadError(f"download of {dest.name} from {source} was interrupted "
                                     f"after {received} bytes ({e!r}). Nothing was kept; retry "
                                     "the download.") from e

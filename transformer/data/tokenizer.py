@@ -24,13 +24,14 @@ Special tokens sit at fixed ids, the ones ``TransformerConfig`` expects:
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from .fetch import atomic_write_text
+from .fetch import DataError, atomic_write_text
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 SETTINGS = {"model": "bpe", "pre_tokenizer": "metaspace+punctuation", "min_frequency": 2,
@@ -158,11 +159,45 @@ class SubwordTokenizer:
 
 def load_or_train(path: Path, texts: Callable[[], Iterable[str]], vocab_size: int,
                   progress: bool = False) -> SubwordTokenizer:
-    """The tokenizer cached at ``path``, else one trained on ``texts()`` and saved there."""
+    """The tokenizer cached at ``path``, else one trained on ``texts()`` and saved there.
+
+    The cache is verified when read (``read_cached``): a file that is truncated, garbled, not
+    a tokenizer of this project or larger than ``vocab_size`` is trained again from the
+    corpus, with a one-line warning naming it (the corpus is the source of truth, so nothing
+    is lost; a checkpoint trained with the old vocabulary is then refused by
+    ``checkpoint.check_tokenizer``, never used with another one).
+    """
     if path.exists():
-        return SubwordTokenizer.load(path)
-    if progress:
+        tokenizer, problem = read_cached(path, vocab_size)
+        if tokenizer is not None:
+            return tokenizer
+        print(f"warning: {path}: {problem}; training the vocabulary again from the corpus",
+              file=sys.stderr)
+    elif progress:
         print(f"training a {vocab_size}-token BPE vocabulary -> {path}")
     tokenizer = SubwordTokenizer.train(texts(), vocab_size)
     tokenizer.save(path)
     return tokenizer
+
+
+def read_cached(path: Path, vocab_size: int | None = None):
+    """``(tokenizer, None)`` from a sound cached tokenizer file, else ``(None, what is wrong)``.
+
+    Sound: UTF-8 that ``tokenizers`` parses, with the specials at their ids, and no more than
+    ``vocab_size`` tokens.  A file that cannot be read at all (permissions, a failing disk)
+    raises ``DataError`` naming it, since training again would not help.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the cached vocabulary ({e.strerror or e}); "
+                        "check the file's permissions and the disk, or delete it to train "
+                        "the vocabulary again") from e
+    try:
+        tokenizer = SubwordTokenizer.from_str(data.decode("utf-8"))
+    except Exception as e:  # tokenizers reports a bad file as a bare Exception
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        return None, f"not a readable tokenizer file ({len(data)} bytes: {reason})"
+    if vocab_size is not None and tokenizer.vocab_size > vocab_size:
+        return None, f"holds {tokenizer.vocab_size} tokens, more than the {vocab_size} asked for"
+    return tokenizer, None

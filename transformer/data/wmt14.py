@@ -21,13 +21,14 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import sys
 import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .corpora import clean, decode_lines, ensure_files, read_parallel
-from .fetch import DataError, atomic_output, atomic_write_text
+from .fetch import DataError, WriteError, atomic_output, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,11 @@ def prepare(data_dir: Path, progress: bool = True, pair: Pair | str | None = Non
     marker = data_dir / "wmt14" / pair.marker
     texts = [text_path(data_dir, c, lang, pair) for c in pair.corpora for lang in pair.langs]
     if marker.exists() and all(p.exists() for p in texts):
-        return marker
+        problem = marker_problem(marker, pair)
+        if problem is None:
+            return marker
+        print(f"warning: {marker}: {problem}; unpacking {pair.label} again from its verified "
+              "archives", file=sys.stderr)
     archives = pair.archives
     digests = ensure_files("wmt14", archives, data_dir, progress)
     counts = {}
@@ -133,6 +138,23 @@ def prepare(data_dir: Path, progress: bool = True, pair: Pair | str | None = Non
         print(f"{pair.label}: {sum(counts[c] for c in pair.train)} training pairs, "
               f"{counts['newstest2013']} dev, {counts['newstest2014']} test")
     return marker
+
+
+def marker_problem(marker: Path, pair: Pair) -> str | None:
+    """What is wrong with a pair's marker (None if nothing): it must be the JSON ``prepare``
+    writes, with a digest for each archive and a line count for each corpus of the pair."""
+    try:
+        record = json.loads(marker.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return f"unreadable ({type(e).__name__}: {e})"
+    lines = record.get("lines") if isinstance(record, dict) else None
+    archives = record.get("archives") if isinstance(record, dict) else None
+    if not isinstance(lines, dict) or not isinstance(archives, dict):
+        return "not the record prepare writes (no 'lines' and 'archives')"
+    missing = sorted(set(pair.corpora) - {c for c, n in lines.items()
+                                          if isinstance(n, int) and n >= 0})
+    missing += sorted(set(pair.archives) - set(archives))
+    return f"lacks the line count or digest of {', '.join(missing)}" if missing else None
 
 
 def _tar_mode(archive: str) -> str:
@@ -167,10 +189,14 @@ def _extract(data_dir: Path, archive: str, corpora: list[str], pair: Pair,
                             stream = gzip.GzipFile(fileobj=stream, mode="rb")
                         lines = _decode_stream(stream, label)
                     _write_lines(text_path(data_dir, corpus, lang, pair), lines)
+                except WriteError:
+                    raise  # a full disk, not a damaged archive
                 except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
                     raise DataError(f"{path}: cannot unpack {name} ({e}); the archive is "
                                     "truncated or corrupt - delete it and download again") from e
                 found.add(name)
+    except WriteError:
+        raise
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise DataError(f"{path}: cannot unpack ({e}); the archive is truncated or corrupt - "
                         "delete it and download again") from e
@@ -259,17 +285,47 @@ def _check_sgm_alignment(path: Path, *members: tuple[str, list]) -> None:
 
 
 def wmt14_texts(data_dir: Path, split: str, src: str, tgt: str, progress: bool = True):
-    """Aligned (source, target) sentences of ``train``, ``newstest2013`` or ``newstest2014``."""
+    """Aligned (source, target) sentences of ``train``, ``newstest2013`` or ``newstest2014``.
+
+    The extracted text files are verified as they are read: strict UTF-8, both sides with
+    the line count the marker recorded when they were unpacked.  A damaged one (cut short,
+    changed) is unpacked again from the verified archives, with a one-line warning naming
+    it; if that does not help, ``DataError`` names the file.
+    """
     pair = get_pair(src, tgt)
-    prepare(data_dir, progress, pair)
     corpora = pair.train if split == "train" else (split,)
+    marker = prepare(data_dir, progress, pair)
+    try:
+        return _read_texts(data_dir, corpora, src, tgt, pair, marker)
+    except DataError as e:
+        print(f"warning: {_one_line(e)}; unpacking {pair.label} again from its verified "
+              "archives", file=sys.stderr)
+        marker.unlink(missing_ok=True)
+    marker = prepare(data_dir, progress, pair)
+    try:
+        return _read_texts(data_dir, corpora, src, tgt, pair, marker)
+    except DataError as e:
+        raise DataError(f"{_one_line(e)}, even unpacked again from the verified archives: "
+                        f"check the disk that holds {marker.parent}") from e
+
+
+def _read_texts(data_dir: Path, corpora, src: str, tgt: str, pair: Pair, marker: Path):
+    """The aligned lines of ``corpora``, each side checked against the marker's count."""
+    lines = json.loads(marker.read_text(encoding="utf-8"))["lines"]
     sources, targets = [], []
     for corpus in corpora:
-        s, t = read_parallel(text_path(data_dir, corpus, src, pair),
-                             text_path(data_dir, corpus, tgt, pair))
+        paths = [text_path(data_dir, corpus, lang, pair) for lang in (src, tgt)]
+        s, t = read_parallel(*paths)
+        if len(s) != lines[corpus]:
+            raise DataError(f"{paths[0]} has {len(s)} lines where {marker.name} records "
+                            f"{lines[corpus]}")
         sources += s
         targets += t
     return sources, targets
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
 
 
 def archives_for(src: str, tgt: str) -> list[str]:

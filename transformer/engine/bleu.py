@@ -10,7 +10,8 @@ exactly how it was computed; the two differ by up to about a point.  Multi30k pa
 
     sacrebleu_score(hyps, refs)                      -> detokenized sacreBLEU + signature
     tokenized_bleu(hyps, refs, lang="de", split_compounds=True) -> the paper's EN-DE metric
-    tokenized_bleu(hyps, refs, lang=..., lowercase=True)        -> multi-bleu.perl -lc (Multi30k)
+    tokenized_bleu(hyps, refs, lang=..., lowercase=True)        -> multi-bleu.perl -lc (Multi30k:
+                                                                   no compound splitting)
 
 ``tokenized_bleu`` follows ``get_ende_bleu.sh`` with ``sacremoses``, the Python port of the
 Moses scripts, on both hypotheses and references:
@@ -229,8 +230,16 @@ def bleu_is_meaningful(refs: Sequence[str], n: int = 4) -> bool:
 
 
 def all_bleu(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str | None = None) -> dict:
-    """The three numbers, labelled.  Moses tokenization for ``tgt_lang`` (English if unknown);
-    compounds are split only for German targets (EN-DE)."""
+    """The three numbers, labelled, each with its signature; Moses tokenization for
+    ``tgt_lang`` (English if unknown):
+
+    * ``sacrebleu``: detokenized sacreBLEU (13a, cased);
+    * ``tokenized_bleu``: cased Moses-tokenized BLEU, compounds split for German targets (the
+      paper's EN-DE metric, Table 2), not for others;
+    * ``tokenized_bleu_lc``: Moses-tokenized BLEU lowercased (A-Z), compounds never split:
+      ``multi-bleu.perl -lc``, the metric of the published Multi30k results in both
+      directions.
+    """
     score, signature = sacrebleu_score(hyps, refs)
     lang = tgt_lang or "en"
     tok, tok_desc = tokenized_bleu(hyps, refs, split_compounds=lang == "de", lang=lang)

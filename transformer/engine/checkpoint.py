@@ -2,7 +2,7 @@
 
 A checkpoint is one ``torch.save`` file holding everything needed to continue training or to
 translate: the model weights and config, the tokenizer (its file's bytes), the optimizer and
-scheduler, the step, every rank's random-number-generator states and the data position
+the step, every rank's random-number-generator states and the data position
 (epoch, next batch).  The file is a zip archive whose records carry CRC-32 checksums; they are
 verified on every load, so a file changed after it was written is refused, never used.
 Layout of a run directory::
@@ -27,6 +27,7 @@ import torch
 
 from ..data import SubwordTokenizer
 from ..model import Transformer, TransformerConfig
+from .runtime import display_path, gather_objects
 
 FORMAT = "transformer-checkpoint/1"
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
@@ -82,6 +83,20 @@ def latest_intact_checkpoint(run_dir: str | Path, report=print) -> Path | None:
     return None
 
 
+def resume_checkpoint(resume: str | Path | None, run_dir: str | Path, rank: int = 0,
+                      world_size: int = 1) -> str | Path | None:
+    """The checkpoint a run continues from: ``resume`` itself, or for "auto" the run dir's
+    newest intact one, chosen by rank 0 (which alone renames damaged ones) for every rank.
+    "auto" in a run dir without checkpoints starts afresh, and says so."""
+    if resume != "auto":
+        return resume
+    found = latest_intact_checkpoint(run_dir) if rank == 0 else None
+    found = gather_objects(found, world_size)[0]
+    if found is None and rank == 0:
+        print(f"--resume auto: no checkpoint in {display_path(run_dir)}; starting afresh")
+    return found
+
+
 def remove_partial_saves(run_dir: str | Path) -> list[Path]:
     """Delete the temporary files of saves that a kill interrupted (``.<name>.<random>.tmp``
     beside where the checkpoint would have gone); return what was removed."""
@@ -90,6 +105,17 @@ def remove_partial_saves(run_dir: str | Path) -> list[Path]:
     for p in found:
         p.unlink(missing_ok=True)
     return found
+
+
+def average_last(run_dir: str | Path, n: int, up_to: int | None = None) -> list[Path]:
+    """Section 6.1: average the run's last ``n`` checkpoints (written at or before step
+    ``up_to``, if given) into ``<run_dir>/averaged.pt``; return the paths averaged, [] when
+    fewer than two exist."""
+    paths = checkpoints_up_to(run_dir, up_to, n)
+    if len(paths) < 2:
+        return []
+    write_average(paths, Path(run_dir) / "averaged.pt")
+    return paths
 
 
 def checkpoints_up_to(run_dir: str | Path, step: int | None, n: int) -> list[Path]:
@@ -106,16 +132,33 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
 
     Writes a temporary file in the same directory, flushes it to disk, then renames it over
     ``path`` (``os.replace`` is atomic on one file system).
+
+    A write that fails (ENOSPC, EFBIG, EIO ...) raises ``OSError`` with the system's errno and
+    strerror and ``path`` as its filename, and leaves no temporary file: ``torch.save`` itself
+    reports a failed write as a ``RuntimeError`` ("unexpected pos ...") when it closes the
+    archive, so the file's writes go through ``_RecordingFile``, which keeps the first error.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            recording = _RecordingFile(f)
+            try:
+                torch.save(state, recording)
+            except RuntimeError as e:
+                if recording.error is None:
+                    raise
+                raise _write_error(recording.error, path) from e
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        error = _write_error(e, path)
+        if error is e:
+            raise
+        raise error from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -128,6 +171,37 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     except OSError:
         pass  # some file systems cannot fsync a directory
     return path
+
+
+class _RecordingFile:
+    """A binary file for ``torch.save`` that remembers the first ``OSError`` of a write or a
+    flush (PyTorch's writer turns it into a ``RuntimeError`` without the errno)."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.file.flush()
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+
+def _write_error(e: OSError, path: Path) -> OSError:
+    """``e`` naming ``path``: the same errno and strerror (so the same OSError subclass)."""
+    if e.filename == str(path):
+        return e
+    if e.errno is None:
+        return OSError(f"could not write {path}: {e}")
+    return OSError(e.errno, e.strerror, str(path))
 
 
 def prune_checkpoints(run_dir: str | Path, keep_last: int) -> list[Path]:
@@ -269,33 +343,96 @@ def load_tokenizer(state: dict, path: str | Path = "checkpoint") -> SubwordToken
     raise CheckpointError(f"checkpoint {path} holds no tokenizer; it cannot translate text.")
 
 
+def check_tokenizer(checkpoint: dict | str | Path, tokenizer, where: str | Path | None = None,
+                    path: str | Path | None = None, fix: str | None = None) -> None:
+    """Raise ``CheckpointError`` unless ``tokenizer``, the vocabulary in use (read from the
+    file ``where``), is the one the checkpoint was trained with.
+
+    A model's token ids mean something only with its own vocabulary: a cache trained again or
+    changed since would give them other meanings, silently (wrong translations, a resumed run
+    that learns the new ids over the old ones and saves them with the new file).  Call it
+    wherever a checkpoint meets a vocabulary it does not carry itself: resuming, evaluating
+    on a dataset.  ``checkpoint`` is a state from ``load_checkpoint`` or a checkpoint file
+    (``path`` names it in the message; default: the file); ``fix`` replaces the advice.
+    """
+    if not isinstance(checkpoint, dict):
+        path = checkpoint if path is None else path
+        checkpoint = load_checkpoint(checkpoint)
+    path = "checkpoint" if path is None else path
+    saved = load_tokenizer(checkpoint, path)
+    if saved == tokenizer:
+        return
+    source = (checkpoint.get("tokenizer") or {}).get("path")
+    trained = f"{_describe(saved)}" + (f", saved from {source}" if source else "")
+    where = "the vocabulary in use" if where is None else where
+    fix = fix or ("Use the data cache the model was trained with (--data-dir), or train a new "
+                  "model with this vocabulary in another --run-dir")
+    raise CheckpointError(
+        f"checkpoint {path} was trained with another vocabulary ({trained}) than {where} "
+        f"({_describe(tokenizer)}); its token ids would mean other words. {fix}.")
+
+
+def _describe(tokenizer) -> str:
+    """``"8000 tokens, sha256 1a2b3c4d5e6f"``: enough to tell two vocabularies apart."""
+    digest = hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest()[:12]
+    return f"{tokenizer.vocab_size} tokens, sha256 {digest}"
+
+
 # ---------------------------------------------------------------------------------------------
 # training state: everything ``train`` needs to continue exactly where it stopped
 
 def save_training(path: str | Path, *, model, config: TransformerConfig, tokenizer: dict,
-                  optimizer, scheduler, progress: dict, rng: list, **meta) -> Path:
+                  optimizer, progress: dict, rng: list, **meta) -> Path:
     """Write a resumable checkpoint: weights and config, tokenizer record (from
-    ``tokenizer_record``), optimizer and schedule, ``progress`` (step, epoch, batch, ...), every
-    rank's generator states ``rng``, and ``meta`` (data, train_config, world_size, ...)."""
+    ``tokenizer_record``), optimizer, ``progress`` (step, epoch, batch, ...; the learning rate
+    follows from the step), every rank's generator states ``rng``, and ``meta`` (data,
+    train_config, world_size, ...).
+
+    A write that fails (a full disk ...) raises ``CheckpointError`` in one line that says
+    whether the previous checkpoint of the run is intact: the atomic write leaves it so.
+    """
     state = {"format": FORMAT, "model": model.state_dict(), "model_config": config.to_dict(),
              "tokenizer": tokenizer, "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "step": progress["step"],
-             "progress": dict(progress), "rng": rng, **meta, "torch": str(torch.__version__)}
-    return save_checkpoint(state, path)
+             "step": progress["step"], "progress": dict(progress), "rng": rng, **meta,
+             "torch": str(torch.__version__)}
+    previous = latest_checkpoint(Path(path).parent.parent)
+    try:
+        return save_checkpoint(state, path)
+    except OSError as e:
+        kept = (f"the previous checkpoint {previous} is intact" if previous
+                else "no earlier checkpoint exists")
+        raise CheckpointError(
+            f"could not write checkpoint {path}: {e.strerror or e}; {kept} (nothing partial "
+            "was left). Free space or choose another --run-dir, then continue with --resume "
+            "auto.") from e
 
 
 def restore_training(state: dict, path: str | Path, *, model, config: TransformerConfig,
-                     optimizer, scheduler) -> dict:
-    """Load a checkpoint written by ``save_training`` into ``model``, ``optimizer`` and
-    ``scheduler``; return its progress and generator states as ``(progress, rng)``."""
+                     optimizer, tokenizer, vocabulary: str, rank: int = 0,
+                     world_size: int = 1) -> dict:
+    """Load a checkpoint written by ``save_training`` into ``model`` and ``optimizer``, and
+    this rank's generator states (with another number of ranks dropout cannot repeat exactly:
+    the generators are seeded from the step instead); return its progress.
+
+    Refused: a checkpoint trained with another vocabulary than ``tokenizer`` (read from
+    ``vocabulary``), for another config, or without optimizer state (an average)."""
+    check_tokenizer(state, tokenizer, where=vocabulary, path=path,
+                    fix="Resume with the --data-dir and --vocab-size the run was trained with, "
+                        "or start a new run in another --run-dir")
     check_config(state, config, path)
     load_model_state(model, state["model"], path)
     if "optimizer" not in state:
         raise CheckpointError(f"checkpoint {path} holds no optimizer state (an average?); it "
                               "can be translated with but not resumed.")
     optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return state["progress"], state["rng"]
+    progress, rngs = state["progress"], state["rng"]
+    if len(rngs) == world_size:
+        set_rng_state(rngs[rank])
+    else:
+        seed = state.get("train_config", {}).get("seed", 0)
+        random.seed(seed + rank + 1000 * progress["step"])
+        torch.manual_seed(seed + rank + 1000 * progress["step"])
+    return progress
 
 
 # ---------------------------------------------------------------------------------------------

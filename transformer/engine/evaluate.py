@@ -18,6 +18,7 @@ sentences a batch is still searching at the end join those of other batches.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -25,12 +26,13 @@ from pathlib import Path
 import torch
 
 from ..data import TranslationDataset, load_dataset
+from ..data.batching import token_batches
 from ..model import Transformer
 from . import checkpoint as ckpt
 from .beam_search import beam_search_batches
 from .bleu import all_bleu, bleu_is_meaningful, chrf_score, exact_match, mean_words
 from .greedy import greedy_decode
-from .loss import nll_sum, token_losses
+from .loss import loss_sum, nll_sum
 from .onednn import packed_linears
 from .runtime import (
     all_reduce,
@@ -51,37 +53,66 @@ def _device(model: Transformer, device) -> torch.device:
     return torch.device(device)
 
 
-def length_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
-    """Indices sorted by length (longest first), cut so that rows * longest <= max_tokens.
-
-    A sentence longer than ``max_tokens`` still gets a batch of its own.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches, current = [], []
-    for i in order:
-        longest = lengths[current[0]] if current else lengths[i]
-        if current and (len(current) + 1) * longest > max_tokens:
-            batches.append(current)
-            current = []
-        current.append(i)
-    return batches + [current] if current else batches
-
-
 def padded_batches(ids: Sequence[list[int]], max_tokens: int, pad_id: int, device=None):
-    """Yield ``(indices, src)``: the batches of ``length_batches`` over the token-id lists
-    ``ids``, each as a right-padded (B, S) tensor on ``device``."""
-    for batch in length_batches([len(x) for x in ids], max_tokens):
+    """Yield ``(indices, src)``: the token-id lists ``ids``, longest first, cut into batches
+    of at most ``max_tokens`` positions (``data.batching.token_batches``), each as a
+    right-padded (B, S) tensor on ``device``."""
+    lengths = [len(x) for x in ids]
+    longest_first = sorted(range(len(ids)), key=lambda i: -lengths[i])
+    for batch in token_batches(lengths, None, max_tokens, longest_first):
         src = torch.full((len(batch), len(ids[batch[0]])), pad_id, dtype=torch.long)
         for row, i in enumerate(batch):
             src[row, : len(ids[i])] = torch.tensor(ids[i])
         yield batch, src.to(device)
 
 
+CHARS_PER_TOKEN = 64  # no subword of a trained vocabulary is longer (in characters)
+LONG_WARNINGS = 10  # over-long sentences named one by one; the rest are counted
+
+
+def source_ids(tokenizer, sentences: Sequence[str], config,
+               names: Sequence[str] | None = None) -> list[list[int]]:
+    """The encoder input of each sentence: its token ids then EOS, ``config.max_len`` at most.
+
+    A longer sentence (a paragraph or a file on one line) is cut to its first ``max_len - 1``
+    tokens and EOS, and a warning on stderr names it and its length: the model has no
+    position beyond ``max_len`` (a learned table) or never saw one (training filters long
+    pairs out), and self-attention over hundreds of thousands of tokens would take minutes
+    and gigabytes for an output that means nothing.  Cutting, not refusing, keeps one
+    output per input (a line of ``translate``'s output per line of its input).  Only the first
+    ``max_len * CHARS_PER_TOKEN`` characters of a text are encoded, so a megabyte on one line
+    costs no more than a sentence at the limit.
+    """
+    limit = getattr(config, "max_len", None)
+    ids, long = [], []
+    for i, text in enumerate(sentences):
+        head = text if limit is None else text[: limit * CHARS_PER_TOKEN]
+        x = tokenizer.encode(head)
+        if limit is not None and (len(x) >= limit or len(head) < len(text)):
+            name = names[i] if names is not None else f"sentence {i + 1}"
+            long.append(f"{name}: {len(text):,} characters"
+                        + (f" ({len(x):,} tokens)" if len(head) == len(text) else ""))
+            x = x[: limit - 1]
+        ids.append(x + [config.eos_id])
+    for what in long[:LONG_WARNINGS]:
+        print(f"warning: {what}, longer than the model's maximum of {limit} tokens (max_len, "
+              f"EOS included): only its first {limit - 1} tokens were translated; put one "
+              "sentence per line", file=sys.stderr)
+    if len(long) > LONG_WARNINGS:
+        print(f"warning: {len(long) - LONG_WARNINGS} more sentences longer than {limit} tokens "
+              "were cut the same way", file=sys.stderr)
+    return ids
+
+
 @torch.no_grad()
 def translate(model: Transformer, tokenizer, sentences: Sequence[str], *, beam_size: int = 4,
               alpha: float = 0.6, max_tokens: int = 4000, device=None, dtype=None,
-              cuda_graph: bool = False) -> list[str]:
+              cuda_graph: bool = False, names: Sequence[str] | None = None) -> list[str]:
     """Translate raw ``sentences`` with beam search (Section 6.1 settings by default).
+
+    A sentence longer than the model's maximum (``config.max_len`` tokens, EOS included) is
+    cut to it, with a warning on stderr naming it (``names[i]``, default "sentence i+1") and
+    its length: see ``source_ids``.  Every sentence still gives one translation.
 
     ``dtype`` ("bfloat16", "float32" or a ``torch.dtype``; default: the model's own) decodes
     with a copy of the model in that dtype (``runtime.in_dtype``); ``model`` is left as it is.
@@ -100,9 +131,7 @@ def translate(model: Transformer, tokenizer, sentences: Sequence[str], *, beam_s
         raise ValueError(f"cuda_graph=True needs a CUDA device; decoding runs on {device}: "
                          "leave it out there")
     model = in_dtype(model, dtype)
-    ids = [tokenizer.encode(s) + [c.eos_id] for s in sentences]  # source = tokens + EOS
-    if c.positional == "learned":  # a learned table has no position beyond max_len - 1
-        ids = [x[: c.max_len - 1] + [c.eos_id] if len(x) > c.max_len else x for x in ids]
+    ids = source_ids(tokenizer, sentences, c, names)  # tokens + EOS, at most max_len
     batches = padded_batches(ids, max_tokens, c.pad_id, device)
     if beam_size != 1:  # the batches' tails shared (beam_search.py)
         best = beam_search_batches(model, batches, beam_size=beam_size, alpha=alpha)
@@ -144,7 +173,8 @@ def evaluate_loss(model: Transformer, dataset, split: str, *, max_tokens: int = 
                     continue
                 src, tgt_in, tgt_out = (t[rows] for t in (src, tgt_in, tgt_out))
             with amp():
-                loss, logits = token_losses(model, src, tgt_in, tgt_out, model.config)
+                logits = model(src, tgt_in)
+                loss = loss_sum(logits, tgt_out, model.config)
                 nll = nll_sum(logits.float(), tgt_out, model.config.pad_id)
             n_tokens = (tgt_out != model.config.pad_id).sum()
             sums += torch.stack([loss.double(), nll.double(), n_tokens.double()])
@@ -212,11 +242,10 @@ def checkpoint_and_data(path, *, data_dir=None, device=None,
                                vocab_size=info.get("vocab_size"),
                                data_dir=data_dir or info.get("data_dir"),
                                seed=info.get("seed", 0))
-    if tokenizer != dataset.tokenizer:
-        raise ckpt.CheckpointError(
-            f"checkpoint {path}: the tokenizer of {dataset.name} on this machine differs from the "
-            "one the model was trained with (a different data dir or vocabulary size?). Pass "
-            "--data-dir pointing at the training data cache.")
+    where = getattr(dataset, "tokenizer_path", None) or f"{dataset.name}'s vocabulary here"
+    ckpt.check_tokenizer(state, dataset.tokenizer, where, path, fix=(
+        "Pass --data-dir pointing at the data cache the model was trained with (a different "
+        "data dir or vocabulary size?)"))
     return model, dataset
 
 

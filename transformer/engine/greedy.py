@@ -28,7 +28,8 @@ def greedy_decode(model: Transformer, src: torch.Tensor, max_len: int | None = N
 
     Each row holds the tokens after BOS up to and including EOS, then ``pad_id``.  Padding
     and BOS are never chosen as a next token (EOS and UNK may be).
-    ``max_len`` defaults to the source length + 50 (Section 6.1).  Rows that have emitted EOS
+    ``max_len`` defaults to the source length + 50 (Section 6.1); with learned positions it
+    is at most ``config.max_len``, the table's size.  Rows that have emitted EOS
     leave the batch, so later steps cost only the rows still going.
 
     For GPUs, where a step of a small model costs more in kernel launches and host round trips
@@ -46,6 +47,9 @@ def greedy_decode(model: Transformer, src: torch.Tensor, max_len: int | None = N
     the cache).
     """
     max_len = src.size(1) + 50 if max_len is None else max_len
+    c = model.config
+    if getattr(c, "positional", None) == "learned":  # no position beyond the table's last
+        max_len = min(max_len, c.max_len)  # (as beam search caps it)
     # the reference (uncached) and compiled paths keep PyTorch's own linear layers
     with eval_mode(model), packed_linears(model, enabled=use_cache and not compile):
         memory, src_mask = model.encode(src), model.padding_mask(src)

@@ -15,19 +15,16 @@ import torch.nn.functional as F
 from ..model import TransformerConfig
 
 
-def token_losses(model, src, tgt_in, tgt_out, config: TransformerConfig):
-    """(summed label-smoothed loss over non-pad target tokens, logits).
+def loss_sum(logits, tgt_out, config: TransformerConfig) -> torch.Tensor:
+    """The label-smoothed loss of a batch, summed over its real (non-pad) target tokens.
 
     The smoothing puts eps_ls / V on every class, the true one included, plus 1 - eps_ls on the
-    true class (as ``F.cross_entropy(label_smoothing=...)``); padding is skipped.  The terms
-    are computed from ``logits.float()``: under bf16/fp16 autocast the logits are half
-    precision, and the sum over many tokens must not depend on autocast's op policy.
-    ``logits`` are returned as the model gave them.
+    true class (as ``F.cross_entropy(label_smoothing=...)``).  The terms are computed from
+    ``logits.float()``: under bf16 autocast the logits are bf16, and a sum over many tokens
+    must not depend on autocast's op policy.
     """
-    logits = model(src, tgt_in)  # (B, T, V)
-    loss = label_smoothed_cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(),
+    return label_smoothed_cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(),
                                         config.label_smoothing, config.pad_id)
-    return loss, logits
 
 
 def label_smoothed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, eps: float,
@@ -76,7 +73,7 @@ def nll_sum(logits, tgt_out, pad_id: int) -> torch.Tensor:
     """Summed negative log-likelihood without smoothing: exp(nll / tokens) is the perplexity.
 
     Computed in float32 whatever the dtype of ``logits`` (training calls it outside autocast
-    on the bf16 logits of ``token_losses``).
+    on the bf16 logits of the model).
     """
     return F.cross_entropy(logits.detach().float().flatten(0, 1), tgt_out.flatten(),
                            ignore_index=pad_id, reduction="sum")

@@ -26,7 +26,7 @@ from pathlib import Path
 from tqdm import tqdm  # a text bar everywhere: terminals, JupyterLab, stored outputs
 
 from . import checkpoint as ckpt
-from .runtime import display_path
+from .runtime import display_path, environment
 
 
 def read_log(run_dir: str | Path, kind: str | None = None) -> list[dict]:
@@ -128,7 +128,7 @@ class Run:
                 kept = [r for r in read_log(self.dir) if r.get("step", 0) <= step]
                 self.log_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self.wall_offset = wall_time
-        self.t0 = self.saved_at = self.window_start = time.monotonic()
+        self.t0 = self.window_start = time.monotonic()
         self.first_step = step
         self.bar, self.by_time = None, False
 
@@ -136,9 +136,6 @@ class Run:
     def minutes(self) -> float:
         """Minutes of training in this invocation."""
         return (time.monotonic() - self.t0) / 60
-
-    def minutes_since_save(self) -> float:
-        return (time.monotonic() - self.saved_at) / 60
 
     def wall_time(self) -> float:
         """Seconds of training so far, earlier invocations of a resumed run included."""
@@ -208,3 +205,56 @@ class Run:
                       f"{summary['wall_time']:.0f} s; checkpoint "
                       f"{Path(summary['checkpoint']).name} in {display_path(self.dir)}")
         return summary
+
+
+# ---- what config.json, the banner and summary.json say about a run (a train.Trainer) --------
+
+def describe(t) -> dict:
+    """config.json: both configs, the data, the batch size, the device, the environment."""
+    d, bs = t.data, t.batch_size
+    return {"train_config": t.cfg.to_dict(), "model_config": t.model.config.to_dict(),
+            "parameters": t.model.num_parameters(),
+            "data": {"dataset": d.name, "src": d.src_lang, "tgt": d.tgt_lang,
+                     "vocab_size": d.tokenizer.vocab_size, "splits": list(d.splits),
+                     "train_batches_per_rank": len(t.batches),
+                     "filter_report": d.filter_report},
+            "accum": bs.accum, "batch_size": bs.describe(), "world_size": t.world,
+            "resumed_from": str(t.resumed_from) if t.resumed_from else None,
+            "environment": environment(t.device)}
+
+
+def banner(t) -> str:
+    """The line a run starts with."""
+    d, m, bs = t.data, t.model.config, t.batch_size
+    resumed = f", resumed at step {t.progress.step}" if t.resumed_from else ""
+    return (f"{d.name} {d.src_lang}->{d.tgt_lang} | model {t.cfg.preset}: "
+            f"{t.model.num_parameters() / 1e6:.2f}M parameters, N={m.n_layers}, "
+            f"d_model={m.d_model}, h={m.n_heads} | {t.world} x {t.device} | "
+            f"{bs.accum} micro-batch(es) of <= {bs.max_tokens} tokens per step and rank "
+            f"(about {bs.expected:,.0f} target tokens per step), {len(t.batches)} per "
+            f"epoch{resumed} | run dir {display_path(t.run.dir)}")
+
+
+def total_steps(t) -> int | None:
+    """The steps the run will take, if a step or epoch limit says (the progress bar's end)."""
+    per_epoch = -(-len(t.batches) // t.batch_size.accum)
+    return t.cfg.max_steps or (t.cfg.max_epochs and t.cfg.max_epochs * per_epoch)
+
+
+def summarize(t, stop: str, checkpoint: Path, averaged: dict | None) -> dict:
+    """summary.json, and what ``train`` returns."""
+    p, bs = t.progress, t.batch_size
+    summary = {"stopped": stop, "steps": p.step,
+               "epochs": round(p.epoch + p.batch / max(len(t.batches), 1), 4),
+               "tokens": p.tokens, "wall_time": round(p.wall_time, 2),
+               "tokens_per_s": round(p.tokens / max(p.wall_time, 1e-9), 1),
+               "best_val_loss": p.best_val if math.isfinite(p.best_val) else None,
+               "checkpoint": str(checkpoint), "run_dir": str(t.run.dir), "accum": bs.accum,
+               "micro_batch_tokens": bs.max_tokens,
+               "tokens_per_step": round(p.tokens / max(p.step, 1), 1),
+               "planned_tokens_per_step": round(bs.expected, 1), "world_size": t.world,
+               "device": str(t.device), "parameters": t.model.num_parameters(),
+               "averaged": averaged}
+    if stop == "interrupted":
+        summary["interrupted_by"] = t.signals.received or "a signal on another rank"
+    return summary

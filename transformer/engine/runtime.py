@@ -10,7 +10,10 @@ import copy
 import os
 import platform
 import random
+import signal
 import subprocess
+import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -65,10 +68,10 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
-    """Sum (or max) ``tensor`` over ranks in place; a no-op in a single process."""
+def all_reduce(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over ranks in place; a no-op in a single process."""
     if _distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+        dist.all_reduce(tensor)
     return tensor
 
 
@@ -87,12 +90,69 @@ def gather_objects(obj, world_size: int) -> list:
     return out
 
 
-def reduce_values(values: list, device: torch.device, op: str = "sum") -> list[float]:
-    """``values`` (numbers or 0-d tensors) summed (or maxed) over ranks, as Python floats.
+def reduce_values(values: list, device: torch.device) -> list[float]:
+    """``values`` (numbers or 0-d tensors) summed over ranks, as Python floats.
 
     One collective for all of them, and the one wait for the device."""
     stacked = torch.stack([torch.as_tensor(v, device=device).double() for v in values])
-    return all_reduce(stacked, op).tolist()
+    return all_reduce(stacked).tolist()
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device):
+    """DDP with gradients all-reduced once per step; buffers are not broadcast: the sinusoid
+    table is a constant.  (torch 2.13 deprecates ``broadcast_buffers`` in favour of
+    ``forward_sync_buffers``, which would still sync at init; its warning says to keep
+    ``broadcast_buffers=False`` until ``init_sync_buffers`` exists.)"""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+        return torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None,
+            gradient_as_bucket_view=True, broadcast_buffers=False)
+
+
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM as requests to stop, while the block runs.
+
+    The first sets ``received`` (the signal's name) and prints ``note``: the loop stops at its
+    next chance, with a checkpoint.  A second raises ``KeyboardInterrupt`` at once, except
+    inside ``hold()`` (a checkpoint being written), which it lets finish first.  Handlers can
+    only be set from the main thread; elsewhere signals keep Python's default handling.
+    """
+
+    def __init__(self, note):
+        self.note, self.received, self.holding, self.pending = note, None, False, False
+
+    def __enter__(self):
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self.handle)
+                             for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self.previous.items():
+            signal.signal(s, h)
+
+    def handle(self, signum, frame):
+        if self.received is None:
+            self.received = signal.Signals(signum).name
+            self.note(f"{self.received}: stopping with a checkpoint after this step (under "
+                      "torchrun: at the next log step); send it again to stop at once")
+        elif self.holding:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def hold(self):
+        """A second signal during the block waits for its end, then stops the run."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.pending:
+            raise KeyboardInterrupt
 
 
 def autocast(device: torch.device, enabled: bool = True):

@@ -4,7 +4,9 @@
 
 The rate grows linearly for the first ``warmup_steps`` steps, peaks at
 ``(d_model * warmup_steps)^-0.5`` and then decays with the inverse square root of the step.
-Steps count from 1, the first optimizer update, so step 0 never divides by zero.
+Steps count from 1, the first optimizer update, so step 0 never divides by zero.  Training
+sets the rate of each step from ``transformer_lr`` itself (so a resumed run follows the
+schedule it is given); ``build_scheduler`` offers the same rate as a PyTorch scheduler.
 """
 
 from __future__ import annotations
@@ -36,16 +38,3 @@ def build_scheduler(optimizer: torch.optim.Optimizer, d_model: int, warmup: int 
             raise ValueError("build_scheduler sets the rate: create the optimizer with lr=1.0")
     return LambdaLR(optimizer, lambda n: transformer_lr(n + 1, d_model, warmup, lr_scale))
 
-
-def apply_schedule(scheduler: LambdaLR) -> None:
-    """Give the optimizer the rate of ``scheduler``'s own function at its current step.
-
-    Resuming loads the optimizer's state, and with it the rate the *saved* run used for its
-    next step; calling this after ``load_state_dict`` makes a resumed run use the schedule it
-    was given (another ``--lr-scale`` or ``--warmup``) from its first step.
-    """
-    rates = [base * fn(scheduler.last_epoch)
-             for fn, base in zip(scheduler.lr_lambdas, scheduler.base_lrs)]
-    for group, lr in zip(scheduler.optimizer.param_groups, rates):
-        group["lr"] = lr
-    scheduler._last_lr = rates  # what get_last_lr() reports

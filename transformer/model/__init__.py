@@ -1,6 +1,6 @@
 """The network of Section 3, one file per concept; it imports nothing from the rest of the package.
 
-    config.py       TransformerConfig, the Table 3 presets, the option schema
+    config.py       TransformerConfig and its checks, the Table 3 presets
     attention.py    scaled dot-product and multi-head attention (3.2)
     feedforward.py  position-wise feed-forward network (3.3)
     positional.py   sinusoidal and learned positional encodings (3.5)

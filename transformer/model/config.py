@@ -5,15 +5,13 @@ Field names follow the paper (``n_layers`` is N, ``n_heads`` is h, ``dropout`` i
 models of Table 2, every variation of Table 3 (rows A1-A4, B1-B2, C1-C7, D1-D4, E) and a few
 small models for CPU work.
 
-Every field is declared with ``option``: its help text and allowed range live beside it, and
-serve the command line (``--d-model``'s help), the presets and validation alike.  The
-training settings (``transformer.engine.train.TrainConfig``) are declared the same way.
+Construction checks every value against ``RULES`` (``check_fields``, which the training
+config uses too); the command line's help texts live in ``transformer/apps/options.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import typing
 from dataclasses import dataclass
 
@@ -21,81 +19,45 @@ POSITIONAL_KINDS = ("sinusoidal", "learned")
 
 
 # ---------------------------------------------------------------------------------------------
-# the schema: a dataclass field that carries its help text and allowed values
+# checking a config's values
 
-def option(default=dataclasses.MISSING, help: str = "", *, low=None, above=None, high=None,
-           below=None, choices=None, factory=None, cli: bool = True, zero_is_none: bool = False):
-    """A dataclass field with its help text and allowed values in ``metadata``.
-
-    ``low``/``high`` bound the value inclusively, ``above``/``below`` exclusively; ``choices``
-    lists the
-    allowed values.  ``cli=False`` keeps the field off the command line; ``zero_is_none``: on
-    the command line 0 means None ("off").  ``check_options`` enforces all of it.
-    """
-    meta = dict(help=help, low=low, above=above, high=high, below=below, choices=choices,
-                cli=cli, zero_is_none=zero_is_none)
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
+KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+         dict: "a dict"}
 
 
-@functools.cache
-def _hints(cls) -> dict:
-    return typing.get_type_hints(cls)
-
-
-def field_type(cls, name: str) -> tuple[type, bool]:
-    """``(type, optional)`` of field ``name`` of dataclass ``cls`` (``int | None`` -> int, True)."""
-    tp = _hints(cls)[name]
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if args and len(args) < len(typing.get_args(tp)):
-        return typing.get_origin(args[0]) or args[0], True
-    return typing.get_origin(tp) or tp, False
-
-
-def allowed(f: dataclasses.Field, tp: type) -> str:
-    """What field ``f`` accepts, in words: "an integer >= 1", "a number in [0, 1)"."""
-    m = f.metadata
-    if m.get("choices"):
-        return "one of " + ", ".join(map(str, m["choices"]))
-    kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-            dict: "a dict"}.get(tp, tp.__name__)
-    lower = f"[{m['low']}" if m.get("low") is not None else (
-        f"({m['above']}" if m.get("above") is not None else None)
-    upper = f"{m['high']}]" if m.get("high") is not None else (
-        f"{m['below']})" if m.get("below") is not None else None)
-    if lower and upper:
-        return f"{kind} in {lower}, {upper}"
-    if lower:
-        return f"{kind} {'>=' if lower[0] == '[' else '>'} {lower[1:]}"
-    if upper:
-        return f"{kind} {'<=' if upper[-1] == ']' else '<'} {upper[:-1]}"
-    return kind
-
-
-def check_options(obj) -> None:
-    """Raise ``ValueError`` naming the first field of ``obj`` whose value is not allowed,
-    with the allowed range in the message."""
+def check_fields(obj, rules: dict) -> None:
+    """Raise ``ValueError`` naming the first field of dataclass ``obj`` whose value has the
+    wrong type or breaks its rule in ``rules``: a tuple of allowed values, or a bound written
+    as it reads, ``">= 1"``, ``"> 0"`` or ``"in [0, 1)"``.  A field typed ``X | None`` may be
+    None."""
+    hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
-        if "help" not in f.metadata:
-            continue
-        value, (tp, optional) = getattr(obj, f.name), field_type(type(obj), f.name)
-        if value is None and optional:
-            continue
-        m = f.metadata
-        ok = isinstance(value, tp) and not (tp in (int, float) and isinstance(value, bool))
-        if tp is float and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if ok and m.get("choices"):
-            ok = value in m["choices"]
-        if ok and tp in (int, float):
-            ok = ((m["low"] is None or value >= m["low"])
-                  and (m["above"] is None or value > m["above"])
-                  and (m["high"] is None or value <= m["high"])
-                  and (m["below"] is None or value < m["below"]))
+        value, tp, rule = getattr(obj, f.name), hints[f.name], rules.get(f.name)
+        optional = type(None) in typing.get_args(tp)
+        if optional:
+            if value is None:
+                continue
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        if isinstance(value, bool) and tp is not bool:
+            ok = False
+        else:
+            ok = isinstance(value, tp) or (tp is float and isinstance(value, int))
+        if ok and rule is not None:
+            ok = value in rule if isinstance(rule, tuple) else _within(value, rule)
         if not ok:
+            allowed = ("one of " + ", ".join(map(str, rule)) if isinstance(rule, tuple)
+                       else f"{KINDS.get(tp, tp.__name__)} {rule or ''}".strip())
             none = " (or None)" if optional else ""
-            raise ValueError(f"{f.name} must be {allowed(f, tp)}{none}, got {value!r}")
+            raise ValueError(f"{f.name} must be {allowed}{none}, got {value!r}")
+
+
+def _within(value, rule: str) -> bool:
+    op, _, bound = rule.partition(" ")
+    if op == "in":  # "in [0, 1)": brackets include the bound, parentheses exclude it
+        low, high = (float(x) for x in bound[1:-1].split(","))
+        return ((value >= low) if bound[0] == "[" else (value > low)) and (
+            (value <= high) if bound[-1] == "]" else (value < high))
+    return value >= float(bound) if op == ">=" else value > float(bound)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,29 +72,25 @@ class TransformerConfig:
     and the pre-softmax projection (Section 3.4); it needs one shared vocabulary.
     """
 
-    src_vocab_size: int = option(37000, "source vocabulary size", low=1, cli=False)
-    tgt_vocab_size: int = option(37000, "target vocabulary size", low=1, cli=False)
-    n_layers: int = option(6, "N, layers in each of the encoder and decoder stacks", low=1)
-    d_model: int = option(512, "model width d_model", low=1)
-    d_ff: int = option(2048, "inner width of the feed-forward network (Section 3.3)", low=1)
-    n_heads: int = option(8, "h, attention heads (Section 3.2.2)", low=1)
-    d_k: int | None = option(None, "query/key width per head (default: d_model / h)", low=1)
-    d_v: int | None = option(None, "value width per head (default: d_model / h)", low=1)
-    dropout: float = option(0.1, "P_drop: residual and embedding dropout (Section 5.4)",
-                            low=0.0, below=1.0)
-    attn_dropout: float = option(0.0, "dropout on attention weights (the paper uses none)",
-                                 low=0.0, below=1.0)
-    label_smoothing: float = option(0.1, "eps_ls (Section 5.4)", low=0.0, below=1.0)
-    positional: str = option("sinusoidal", "positional encoding: sinusoidal, or learned "
-                             "(Table 3 row E)", choices=POSITIONAL_KINDS)
-    share_embeddings: bool = option(True, "tie the embeddings and the output projection "
-                                    "(Section 3.4)")
-    norm_first: bool = option(False, "pre-norm (later work) instead of the paper's post-norm")
-    max_len: int = option(1024, "longest sequence a learned positional table holds", low=1)
-    pad_id: int = option(0, "padding token id", low=0, cli=False)
-    bos_id: int = option(1, "begin-of-sentence token id", low=0, cli=False)
-    eos_id: int = option(2, "end-of-sentence token id", low=0, cli=False)
-    unk_id: int = option(3, "unknown-token id", low=0, cli=False)
+    src_vocab_size: int = 37000  # source vocabulary (the shared BPE's size when tied)
+    tgt_vocab_size: int = 37000
+    n_layers: int = 6  # N, layers in each of the encoder and decoder stacks
+    d_model: int = 512
+    d_ff: int = 2048  # inner width of the feed-forward network (3.3)
+    n_heads: int = 8  # h (3.2.2)
+    d_k: int | None = None  # query/key width per head; None: d_model / h
+    d_v: int | None = None  # value width per head; None: d_model / h
+    dropout: float = 0.1  # P_drop: residual and embedding dropout (5.4)
+    attn_dropout: float = 0.0  # dropout on attention weights (the paper uses none)
+    label_smoothing: float = 0.1  # eps_ls (5.4)
+    positional: str = "sinusoidal"  # or "learned" (Table 3 row E)
+    share_embeddings: bool = True  # tie both embeddings and the output projection (3.4)
+    norm_first: bool = False  # pre-norm (later work) instead of the paper's post-norm
+    max_len: int = 1024  # longest sequence a learned positional table holds
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+    unk_id: int = 3
 
     def __post_init__(self) -> None:
         if self.d_k is None:
@@ -153,7 +111,7 @@ class TransformerConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field that is out of range."""
-        check_options(self)
+        check_fields(self, RULES)
         if self.positional == "sinusoidal" and self.d_model % 2:
             raise ValueError(f"d_model must be even for sinusoidal positions, got {self.d_model}")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
@@ -199,6 +157,12 @@ class TransformerConfig:
         fields = {**PRESETS[name], **overrides}
         return cls(**fields)
 
+
+RULES = dict(
+    src_vocab_size=">= 1", tgt_vocab_size=">= 1", n_layers=">= 1", d_model=">= 1", d_ff=">= 1",
+    n_heads=">= 1", d_k=">= 1", d_v=">= 1", dropout="in [0, 1)", attn_dropout="in [0, 1)",
+    label_smoothing="in [0, 1)", positional=POSITIONAL_KINDS, max_len=">= 1", pad_id=">= 0",
+    bos_id=">= 0", eos_id=">= 0", unk_id=">= 0")
 
 # Table 3 of the paper: each row changes the base model in the listed fields only.
 # Row names are this project's, numbered top to bottom within each group.

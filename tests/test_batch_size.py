@@ -1,5 +1,6 @@
 """Tokens per step (Section 5.1): about 25000 target tokens per optimizer step whatever the
-number of ranks; the plan, what a run achieves, averaging at the end, and --dry-run."""
+number of ranks; the batch size chosen, what a run achieves, averaging at the end, and
+--dry-run."""
 
 from __future__ import annotations
 
@@ -15,9 +16,14 @@ from helpers import tiny_train_config
 
 from transformer.data import load_dataset
 from transformer.engine import checkpoint as ckpt
+from transformer.engine.batch_size import (
+    TOLERANCE,
+    choose_batch_size,
+    corpus_mean_tokens,
+    measured_batch_size,
+)
 from transformer.engine.evaluate import evaluate_loss
-from transformer.engine.plan import TOLERANCE, corpus_mean_tokens, plan_batches
-from transformer.engine.train import TrainConfig, batch_plan, train
+from transformer.engine.train import TrainConfig, train
 from transformer.model import Transformer, TransformerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,8 +36,8 @@ def fill(ratio=0.8, granularity=24):
 
 
 @pytest.mark.parametrize("world", [1, 2, 8, 64])
-def test_the_plan_gives_25000_target_tokens_on_any_number_of_ranks(world):
-    plan = plan_batches(25000, world, 8192, fill(), min_tokens=257)
+def test_the_batch_holds_25000_target_tokens_on_any_number_of_ranks(world):
+    plan = choose_batch_size(25000, world, 8192, fill(), min_tokens=257)
     assert abs(plan.expected - 25000) <= TOLERANCE * 25000, plan
     assert plan.warning() is None
     assert 257 <= plan.max_tokens <= 8192  # within memory, above the longest pair
@@ -43,22 +49,22 @@ def test_the_plan_gives_25000_target_tokens_on_any_number_of_ranks(world):
         assert plan.max_tokens < 8192
 
 
-def test_a_plan_that_cannot_reach_its_target_says_so():
+def test_a_batch_size_that_cannot_reach_its_target_says_so():
     # 64 ranks, but no micro-batch can be smaller than the longest pair (4000 positions)
-    plan = plan_batches(25000, 64, 8192, fill(), min_tokens=4000)
+    plan = choose_batch_size(25000, 64, 8192, fill(), min_tokens=4000)
     assert plan.off_by > TOLERANCE and "off the 25,000 asked for" in plan.warning()
-    # without a target: accum micro-batches of max_tokens, as given
-    fixed = plan_batches(None, 2, 1000, fill(), accum=3)
-    assert (fixed.accum, fixed.max_tokens, fixed.target) == (3, 1000, None)
-    assert fixed.warning() is None
+    # without a target: one micro-batch of max_tokens per step and rank
+    fixed = choose_batch_size(None, 2, 1000, fill())
+    assert (fixed.accum, fixed.max_tokens, fixed.target) == (1, 1000, None)
+    assert fixed.expected == 2 * fill()(1000) and fixed.warning() is None
 
 
-def test_the_plan_on_a_real_corpus(tmp_path):
+def test_the_batch_size_on_a_real_corpus(tmp_path):
     data = load_dataset("copy", n_train=4000, n_val=40, n_test=40)
     mean = corpus_mean_tokens(data)
     for world in (1, 2, 8):
         cfg = TrainConfig(dataset="copy", max_tokens=1024, tokens_per_step=3000)
-        plan = batch_plan(cfg, data, world)
+        plan = measured_batch_size(data, cfg.tokens_per_step, world, cfg.max_tokens)
         batches = data.batches("train", plan.max_tokens, shuffle=False)
         measured = sum(b.n_tgt_tokens for b in batches) / len(batches)
         assert mean(plan.max_tokens) == pytest.approx(measured)
@@ -72,7 +78,7 @@ def test_a_run_reports_the_batch_it_achieved(tmp_path):
     assert abs(summary["tokens_per_step"] - 2000) <= TOLERANCE * 2000
     assert summary["planned_tokens_per_step"] == pytest.approx(2000, rel=TOLERANCE)
     assert "target tokens per step" in json.loads(
-        (tmp_path / "run" / "config.json").read_text())["batch_plan"]
+        (tmp_path / "run" / "config.json").read_text())["batch_size"]
 
 
 def test_validation_counts_each_batch_once_over_ranks():
@@ -118,7 +124,7 @@ def test_dry_run_shows_the_paper_plan_without_downloading(tmp_path):
     out = run_cli("train", "--preset", "base", "--dataset", "wmt14", "--src", "en", "--tgt",
                   "de", "--dry-run", "--data-dir", str(data_dir))
     assert "100,000 steps" in out and "63.1M parameters" in out
-    assert "warm-up 4000 steps" in out and "every 10 minutes" in out
+    assert "warm-up 4000 steps" in out and "every 1400 steps" in out
     assert "the last 5 averaged" in out and "beam 4, alpha 0.6" in out
     assert not data_dir.exists()  # nothing downloaded
     out = run_cli("train", "--preset", "big", "--dataset", "wmt14", "--dry-run",

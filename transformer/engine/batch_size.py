@@ -3,7 +3,7 @@
 "Each training batch contained a set of sentence pairs containing approximately 25000 source
 tokens and 25000 target tokens."  That is the batch of one optimizer *step*, whatever the
 number of GPUs: with W ranks, each contributes ``accum`` micro-batches of about
-``25000 / (W * accum)`` target tokens.  ``plan_batches`` picks ``accum`` (as few as the
+``25000 / (W * accum)`` target tokens.  ``choose_batch_size`` picks ``accum`` (as few as the
 memory cap ``max_tokens`` allows) and the per-micro-batch token budget that gives that size,
 measured on the corpus through ``mean_tokens(budget)``:
 
@@ -21,14 +21,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-TOLERANCE = 0.10  # a plan further than this from its target says so
+TOLERANCE = 0.10  # a batch size further than this from its target says so
 
 
 @dataclass
-class BatchPlan:
+class BatchSize:
     """The batch of one step: ``world_size`` ranks x ``accum`` micro-batches of at most
     ``max_tokens`` positions, about ``expected`` target tokens in all (``target``: asked for;
-    None when ``accum`` was given instead)."""
+    None for one micro-batch of ``max_tokens`` per step and rank)."""
 
     target: int | None
     world_size: int
@@ -55,19 +55,17 @@ class BatchPlan:
                 + (f" (asked: {self.target:,})" if self.target else ""))
 
 
-def plan_batches(target: int | None, world_size: int, max_tokens: int,
-                 mean_tokens: Callable[[int], float], *, accum: int = 1,
-                 min_tokens: int = 1) -> BatchPlan:
-    """The plan closest to ``target`` target tokens per step over ``world_size`` ranks.
+def choose_batch_size(target: int | None, world_size: int, max_tokens: int,
+                      mean_tokens: Callable[[int], float], min_tokens: int = 1) -> BatchSize:
+    """The batch closest to ``target`` target tokens per step over ``world_size`` ranks.
 
     ``mean_tokens(budget)`` is the mean number of target tokens of a micro-batch built with
     that budget; ``max_tokens`` is the largest budget that fits in memory; ``min_tokens`` the
-    smallest usable one (the longest pair).  Without a ``target``, ``accum`` micro-batches of
-    ``max_tokens`` are used as given.
+    smallest usable one (the longest pair).  Without a ``target``, each rank takes one
+    micro-batch of ``max_tokens`` per step.
     """
     if not target:
-        return BatchPlan(None, world_size, accum, max_tokens,
-                         world_size * accum * mean_tokens(max_tokens))
+        return BatchSize(None, world_size, 1, max_tokens, world_size * mean_tokens(max_tokens))
     per_rank = target / world_size
     full = mean_tokens(max_tokens)
     # as few micro-batches as the cap allows (1% slack: no extra micro-batch for rounding)
@@ -78,8 +76,17 @@ def plan_batches(target: int | None, world_size: int, max_tokens: int,
             break
         budget = round(budget * want / mean_tokens(budget))
         budget = min(max_tokens, max(min_tokens, budget))
-    return BatchPlan(target, world_size, accum, budget,
+    return BatchSize(target, world_size, accum, budget,
                      world_size * accum * mean_tokens(budget))
+
+
+def measured_batch_size(dataset, target: int | None, world_size: int,
+                        max_tokens: int) -> BatchSize:
+    """``choose_batch_size`` with the fill of micro-batches measured on ``dataset``'s training
+    split, and no budget below its longest pair."""
+    longest = dataset.batch_stats("train", max_tokens)["longest"]
+    return choose_batch_size(target, world_size, max_tokens, corpus_mean_tokens(dataset),
+                             min_tokens=longest)
 
 
 def corpus_mean_tokens(dataset, split: str = "train") -> Callable[[int], float]:
