@@ -17,6 +17,7 @@ Both checkouts must train identically: the logged losses are compared step by st
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -28,6 +29,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from transformer.apps.profiles import cpu_name  # noqa: E402
 
 
 def commit(checkout: Path) -> str | None:
@@ -84,7 +87,7 @@ def main(argv=None) -> dict:
                 print(f"round {r + 1}, {labels[i]}: {result['wall_time']:.2f} s, "
                       f"{result['tokens_per_s']:,.0f} target tokens/s", flush=True)
     results = {"provenance": {"python": platform.python_version(),
-                              "cpu": platform.processor() or platform.machine(),
+                              "torch": importlib.metadata.version("torch"), "cpu": cpu_name(),
                               "cores": os.cpu_count(), "steps": args.steps,
                               "rounds": args.rounds, "recipe": "notebook-cpu",
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
