@@ -143,6 +143,12 @@ def test_option_help_and_ranges_come_from_the_schema(capsys):
     squeezed = "".join(train_help.split())  # argparse wraps lines, also after hyphens
     for cls, helps in ((TrainConfig, TRAIN_HELP), (TransformerConfig, MODEL_HELP)):
         assert set(helps) <= {f.name for f in dataclasses.fields(cls)}  # no stale entry
+    # every field a user sets has an option: all of TrainConfig's but the model dict, all of
+    # TransformerConfig's but what the tokenizer decides
+    assert {f.name for f in dataclasses.fields(TrainConfig)} - set(TRAIN_HELP) == {"model"}
+    assert {f.name for f in dataclasses.fields(TransformerConfig)} - set(MODEL_HELP) == {
+        "src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id", "unk_id"}
+    for cls, helps in ((TrainConfig, TRAIN_HELP), (TransformerConfig, MODEL_HELP)):
         for f in dataclasses.fields(cls):
             flag = "--" + f.name.replace("_", "-")
             if f.name in helps:
