@@ -31,14 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from transformer.apps.profiles import cpu_name  # noqa: E402
-
-
-def commit(checkout: Path) -> str | None:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=checkout,
-                         capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                           cwd=checkout, capture_output=True, text=True).stdout.strip()
-    return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
+from transformer.engine.runtime import git_commit  # noqa: E402
 
 
 def run_once(checkout: Path, steps: int, run_dir: Path, data_dir: str | None) -> dict:
@@ -74,7 +67,7 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default=None, help="write the results here as JSON")
     args = p.parse_args(argv)
     checkouts = [Path(c).resolve() for c in args.checkouts]
-    labels = args.labels or [commit(c) or c.name for c in checkouts]
+    labels = args.labels or [git_commit(c) or c.name for c in checkouts]
     if len(labels) != len(checkouts):
         raise SystemExit("--labels needs one name per checkout")
     data_dir = args.data_dir or os.environ.get("TRANSFORMER_DATA_DIR")
@@ -101,7 +94,7 @@ def main(argv=None) -> dict:
         losses = rs[0]["losses"]
         first_losses = losses if first_losses is None else first_losses
         results["checkouts"][label] = {
-            "commit": commit(c), "wall_time_s": [x["wall_time"] for x in rs],
+            "commit": git_commit(c), "wall_time_s": [x["wall_time"] for x in rs],
             "median_wall_time_s": statistics.median(x["wall_time"] for x in rs),
             "median_tokens_per_s": statistics.median(x["tokens_per_s"] for x in rs),
             "same_losses_as_first": losses == first_losses}

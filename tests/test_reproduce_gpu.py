@@ -13,9 +13,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from transformer.apps import reproduce as reproduce_module
+from transformer.apps.profiles import REHEARSAL_ENV
+from transformer.apps.profiles import resolve_profile as pick_profile
 from transformer.apps.recipes import _GPU_MULTI30K, RECIPES
-from transformer.apps.reproduce import pick_profile, published_comparison
+from transformer.apps.reproduce import published_comparison
 from transformer.engine.bleu import all_bleu
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +26,7 @@ SCRIPT = ROOT / "bench" / "gpu_run.sh"
 def run_cli(*args, env=None, timeout=120):
     """``python -m transformer ARGS`` without CUDA; (exit status, stdout, stderr)."""
     clean = {k: v for k, v in os.environ.items()
-             if k not in ("TRANSFORMER_PROFILE", reproduce_module.REHEARSAL_ENV)}
+             if k not in ("TRANSFORMER_PROFILE", REHEARSAL_ENV)}
     clean.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", **(env or {}))
     done = subprocess.run([sys.executable, "-m", "transformer", *args], cwd=ROOT, env=clean,
                           capture_output=True, text=True, timeout=timeout)
@@ -54,11 +55,11 @@ def test_gpu_profile_without_cuda_is_one_error_line(tmp_path, how):
 def test_only_the_rehearsal_may_run_the_gpu_profile_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("TRANSFORMER_PROFILE", raising=False)
-    monkeypatch.delenv(reproduce_module.REHEARSAL_ENV, raising=False)
+    monkeypatch.delenv(REHEARSAL_ENV, raising=False)
     with pytest.raises(ValueError, match="--profile gpu needs a CUDA GPU"):
         pick_profile("gpu")
     assert pick_profile("cpu") == pick_profile(None) == "cpu"
-    monkeypatch.setenv(reproduce_module.REHEARSAL_ENV, "1")
+    monkeypatch.setenv(REHEARSAL_ENV, "1")
     assert pick_profile("gpu") == "gpu"
 
 

@@ -13,18 +13,26 @@ import platform
 import torch
 
 PROFILES = ("cpu", "gpu")
+# Set by bench/gpu_run.sh's rehearsal only: lets the gpu profile run on a CPU (with tiny budgets)
+REHEARSAL_ENV = "TRANSFORMER_REHEARSAL"
 
 
 def resolve_profile(value: str | None = None) -> str:
-    """The profile named by ``value``, else by ``TRANSFORMER_PROFILE``, else by the hardware."""
+    """The profile named by ``value``, else by ``TRANSFORMER_PROFILE``, else by the hardware.
+
+    Asking for the gpu profile without CUDA is a ``ValueError`` whose one line says what to do
+    (``$TRANSFORMER_REHEARSAL=1`` allows it)."""
+    asked = "--profile gpu" if value is not None else "TRANSFORMER_PROFILE=gpu"
     value = os.environ.get("TRANSFORMER_PROFILE") if value is None else value
     if not value:
         return "gpu" if torch.cuda.is_available() else "cpu"
     value = value.strip().lower()
     if value not in PROFILES:
         raise ValueError(f"TRANSFORMER_PROFILE must be one of {PROFILES}, got {value!r}")
-    if value == "gpu" and not torch.cuda.is_available():
-        raise RuntimeError("TRANSFORMER_PROFILE=gpu, but torch.cuda.is_available() is False")
+    if value == "gpu" and not torch.cuda.is_available() and os.environ.get(REHEARSAL_ENV) != "1":
+        raise ValueError(f"{asked} needs a CUDA GPU, but torch.cuda.is_available() is False on "
+                         "this machine: run it where CUDA works, or use the cpu profile "
+                         "(--profile cpu)")
     return value
 
 

@@ -27,8 +27,6 @@ import os
 import time
 from pathlib import Path
 
-import torch
-
 from ..data import DataError, TranslationDataset, load_dataset
 from ..engine.evaluate import checkpoint_and_data, evaluate, format_scores
 from ..engine.runtime import CHECKOUT, display_path, environment, pick_device
@@ -37,8 +35,6 @@ from .profiles import resolve_profile
 from .recipes import RECIPES
 
 RUNS_DIR_ENV = "TRANSFORMER_RUNS_DIR"
-# Set by bench/gpu_run.sh's rehearsal only: lets the gpu profile run on a CPU (with tiny budgets)
-REHEARSAL_ENV = "TRANSFORMER_REHEARSAL"
 # The best published from-scratch results on Multi30k test_2016_flickr that we know of, in the
 # metric and decoding each was reported with (rounded; quoted, not rerun here).  Both are
 # multi-bleu.perl -lc: Moses-tokenized, lowercased, no compound splitting, i.e. our
@@ -53,20 +49,6 @@ PUBLISHED = {
 BLEU_KEYS = ("sacrebleu", "sacrebleu_signature", "tokenized_bleu", "tokenized_bleu_signature",
              "tokenized_bleu_lc", "tokenized_bleu_lc_signature", "bleu_meaningful",
              "ref_mean_words", "exact_match", "chrf", "chrf_signature")
-
-
-def pick_profile(profile: str | None = None) -> str:
-    """``resolve_profile``, except that asking for the gpu profile without CUDA is a
-    ``ValueError`` whose one line says what to do (``$TRANSFORMER_REHEARSAL=1`` allows it)."""
-    asked = profile if profile is not None else os.environ.get("TRANSFORMER_PROFILE")
-    if (asked or "").strip().lower() == "gpu" and not torch.cuda.is_available():
-        if os.environ.get(REHEARSAL_ENV) == "1":
-            return "gpu"
-        how = "--profile gpu" if profile is not None else "TRANSFORMER_PROFILE=gpu"
-        raise ValueError(f"{how} needs a CUDA GPU, but torch.cuda.is_available() is False on "
-                         "this machine: run it where CUDA works, or use the cpu profile "
-                         "(--profile cpu)")
-    return resolve_profile(profile)
 
 
 def default_runs_dir() -> Path:
@@ -149,7 +131,7 @@ def reproduce(profile: str | None = None, time_budget: float | None = None, data
     ``default_results_dir(record)``); ``dataset``, ``limit`` (test sentences) and ``overrides``
     (of ``TrainConfig`` fields) let tests make it small."""
     t0 = time.time()
-    profile = pick_profile(profile)
+    profile = resolve_profile(profile)
     budget = time_budget or os.environ.get("TRANSFORMER_TIME_BUDGET")
     if dataset is None:
         dataset, data_note = pick_data(data_dir, src, tgt)

@@ -27,7 +27,7 @@ import torch
 
 from ..data import SubwordTokenizer
 from ..model import Transformer, TransformerConfig
-from .runtime import display_path, gather_objects
+from .runtime import display_path, gather_objects, seed_everything
 
 FORMAT = "transformer-checkpoint/1"
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
@@ -409,10 +409,11 @@ def save_training(path: str | Path, *, model, config: TransformerConfig, tokeniz
 
 def restore_training(state: dict, path: str | Path, *, model, config: TransformerConfig,
                      optimizer, tokenizer, vocabulary: str, rank: int = 0,
-                     world_size: int = 1) -> dict:
+                     world_size: int = 1, seed: int = 0) -> dict:
     """Load a checkpoint written by ``save_training`` into ``model`` and ``optimizer``, and
     this rank's generator states (with another number of ranks dropout cannot repeat exactly:
-    the generators are seeded from the step instead); return its progress.
+    the generators are seeded from ``seed``, the rank and the step instead); return its
+    progress.
 
     Refused: a checkpoint trained with another vocabulary than ``tokenizer`` (read from
     ``vocabulary``), for another config, or without optimizer state (an average)."""
@@ -429,9 +430,7 @@ def restore_training(state: dict, path: str | Path, *, model, config: Transforme
     if len(rngs) == world_size:
         set_rng_state(rngs[rank])
     else:
-        seed = state.get("train_config", {}).get("seed", 0)
-        random.seed(seed + rank + 1000 * progress["step"])
-        torch.manual_seed(seed + rank + 1000 * progress["step"])
+        seed_everything(seed + rank + 1000 * progress["step"])
     return progress
 
 

@@ -330,7 +330,7 @@ class Trainer:
         progress = ckpt.restore_training(
             state, self.resumed_from, model=self.model, config=self.model.config,
             optimizer=self.optimizer, tokenizer=data.tokenizer, rank=self.rank,
-            world_size=self.world,
+            world_size=self.world, seed=self.cfg.seed,
             vocabulary=getattr(data, "tokenizer_path", None) or f"the {data.name} vocabulary")
         known = {f.name for f in dataclasses.fields(Progress)}
         self.progress = Progress(**{k: v for k, v in progress.items() if k in known})
