@@ -42,15 +42,16 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	@$(TIMED) $(PY) -m ruff check transformer tests tests_browser notebooks bench docs tools
 
-# two workers (pytest-xdist): 93 s instead of 161 s on the 2-core machine; UNIT_WORKERS=0 for one
+# two workers (pytest-xdist): about 1.7x as fast on a 2-core machine; UNIT_WORKERS=0 for one
 UNIT_WORKERS ?= 2
 unit: $(STAMP)
 	@$(TIMED) $(PY) -m pytest tests -q -n $(UNIT_WORKERS)
 
 # nbval re-executes every notebook; cells marked "# NBVAL_CHECK_OUTPUT" must also
-# reproduce their stored output exactly.  The six slowest cells are listed at the end. Two workers, each notebook on one (--dist loadscope);
-# when 06 and 07 need the same training run, the second waits for the first to train it
-# (transformer.apps.notebook). NB_WORKERS=0 runs the notebooks one after another.
+# reproduce their stored output exactly.  The six slowest cells are listed at the end.
+# Two workers, each notebook on one (--dist loadscope); when 06 and 07 need the same training
+# run, the second waits for the first to train it (transformer.apps.notebook).
+# NB_WORKERS=0 runs the notebooks one after another.
 NB_WORKERS ?= 2
 notebooks: $(STAMP)
 	@ls notebooks/*.ipynb >/dev/null 2>&1 || { echo "no notebooks yet"; exit 0; }

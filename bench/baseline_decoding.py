@@ -1,8 +1,7 @@
-"""The decoder as it was before issue #14 (commit 7750671), frozen as the benchmark's baseline.
+"""A straightforward cached decoder, frozen as the decoding benchmark's baseline.
 
-``bench/bench_decode.py`` times today's decoders against this one on the same model.  It is
-that commit's algorithm, written as functions over the model's modules (the parameters have
-not changed, so any checkpoint runs through both):
+``bench/bench_decode.py`` times the package's decoders against this one on the same model.  It
+is written as functions over the model's modules, so any checkpoint runs through both:
 
 - every attention projects queries, keys and values with three separate products;
 - decoder self-attention appends each step's key and value with ``torch.cat`` (a copy of the
@@ -11,8 +10,8 @@ not changed, so any checkpoint runs through both):
   it reorders every cached tensor with ``index_select`` after each step, and takes the top 2K
   over all K x V extensions after a ``log_softmax`` and a clone of the log-probabilities.
 
-Not used by the package; do not improve it (it is the yardstick).  The one change since: new
-tensors are made on ``src``'s device, so that it also runs on a GPU.
+Not used by the package; do not improve it (it is the yardstick).  New tensors are made on
+``src``'s device, so that it also runs on a GPU.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ def _attention(attn, query, key, value, mask, is_causal, cache, static_kv):
         if not static_kv and "k" in cache:
             k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
     cache["k"], cache["v"] = k, v
-    if is_causal:  # one new query over t cached keys: the offset causal mask of that commit
+    if is_causal:  # one new query over t cached keys: an offset causal mask, built every step
         mask, is_causal = causal_mask(q.size(2), k.size(2), q.device), False
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     b, _, t, _ = out.shape

@@ -2,16 +2,16 @@
 
     python bench/bench_decode.py                  # both parts; trains the small model first
     python bench/bench_decode.py --checkpoint runs/x/checkpoints/step_00000500.pt
-    python bench/bench_decode.py --out            # also write results/bench_decode_cpu.json
-    python bench/bench_decode.py --device cuda --out   # results/bench_decode_cuda.json
+    python bench/bench_decode.py --out            # also write results/bench/decode_cpu.json
+    python bench/bench_decode.py --device cuda --out   # results/bench/decode_cuda.json
 
-1. Greedy decoding on the shapes of issue #14: the ``small`` preset (vocab 8000, d_model 256,
+1. Greedy decoding on fixed shapes: the ``small`` preset (vocab 8000, d_model 256,
    4 heads, d_ff 1024, 3+3 layers) with random weights, a batch of 32 sources of 30 tokens,
    30 output tokens each (the EOS logit is zeroed so every row runs the full length):
    - ``torch.nn.Transformer`` holding the same weights, decoding as its API allows: the memory
      is encoded once, the decoder reruns the whole prefix at every step, and only the last
      position is projected to the vocabulary;
-   - the decoder before #14 (``baseline_decoding.py``, frozen);
+   - the baseline decoder (``baseline_decoding.py``, frozen: the yardstick);
    - this package's ``greedy_decode``, in float32 and in bfloat16 (a copy of the model cast by
      ``runtime.in_dtype``: what ``translate --dtype bfloat16`` runs); on a CPU also in float32
      with PyTorch's own linear layers (``TRANSFORMER_ONEDNN=0``; by default they run through
@@ -41,8 +41,8 @@ the baseline's numbers.
 Each part runs its variants in interleaved rounds and reports each one's fastest round (other
 work on a shared CPU makes the slower rounds noise); all rounds are in the JSON, with each
 call's minor page faults and system CPU time (``os_per_round``) and, for part 2, each round's
-ratio to the baseline (on the shared VM we record on, it moves by several percent from round
-to round; the faults and system time show how much of each call the operating system took).
+ratio to the baseline (on a shared machine it moves by several percent from round to round;
+the faults and system time show how much of each call the operating system took).
 Run as a script, it raises oneDNN's primitive cache (one compiled kernel per shape, 1024 by
 default) to 8192 unless ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is set: bfloat16 beam search alone
 builds about 1100 over Multi30k's test set, so with the default the variants would evict each
@@ -214,7 +214,7 @@ def greedy_part(args) -> dict:
     }
     if args.device.type == "cpu":
         runs[WITHOUT_ONEDNN] = without_onednn(lambda: greedy_decode(model, src, max_len=n))
-    if args.device.type == "cuda":  # compiling for the CPU gained nothing (README, Speed)
+    if args.device.type == "cuda":  # compiling gains nothing on a CPU (README, Speed)
         for label, options in GPU_GREEDY.items():
             for prefix, m in (("", model), ("bfloat16, ", bf16)):
                 runs[f"this package, {prefix}{label}"] = lambda m=m, o=options: greedy_decode(
@@ -411,11 +411,11 @@ def main(argv=None) -> dict:
     p.add_argument("--sentences", type=int, default=None, help="only the first N of part 2")
     p.add_argument("--only", choices=["greedy", "beam"], default=None)
     p.add_argument("--out", nargs="?", const="", default=None,
-                   help="write JSON here (no value: results/bench_decode_<cpu|cuda>.json)")
+                   help="write JSON here (no value: results/bench/decode_<cpu|cuda>.json)")
     args = p.parse_args(argv)
     args.device = torch.device(args.device)
     if args.out == "":
-        args.out = str(ROOT / "results" / f"bench_decode_{args.device.type}.json")
+        args.out = str(ROOT / "results" / "bench" / f"decode_{args.device.type}.json")
     torch.set_num_threads(args.threads)
     if args.device.type == "cuda":
         no_cudnn_attention()  # as translate and evaluate run (runtime.pick_device)

@@ -5,7 +5,8 @@ accumulation, logging, the clock and signal checks) on real Multi30k data, so th
 of the engine can be compared on the same machine, in interleaved rounds:
 
     python bench/bench_engine.py                                  # this checkout
-    python bench/bench_engine.py --checkouts /tmp/old . --rounds 3 --out results/...json
+    python bench/bench_engine.py --out results/bench/engine_cpu.json
+    python bench/bench_engine.py --checkouts /tmp/old . --labels before after --rounds 3
 
 Each round runs ``python -m transformer train --recipe notebook-cpu --max-steps N`` (no
 validation, no checkpoint but the last) in every checkout with the same data cache, and reads

@@ -2,7 +2,7 @@
 against the same loop with ``F.cross_entropy(label_smoothing=...)``.
 
     python bench/bench_loss.py                   # notebook-cpu recipe, 150 steps, 1 thread
-    python bench/bench_loss.py --out results/bench_loss_cpu.json
+    python bench/bench_loss.py --out results/bench/loss_cpu.json
 
 ``transformer.engine.loss.label_smoothed_cross_entropy`` computes the same numbers with its
 gradient written out (tests/test_paper_details.py holds it to F.cross_entropy).  Its gain on a

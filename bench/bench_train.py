@@ -7,7 +7,7 @@ positions, embedding dropout and the tied output projection, so both do the same
 (``nn.Transformer`` adds one final LayerNorm per stack: 4 * d_model parameters).
 
     python bench/bench_train.py                         # CPU: "small" preset, ~2000 tokens
-    python bench/bench_train.py --out results/bench_train_cpu.json
+    python bench/bench_train.py --out results/bench/train_cpu.json
     python bench/bench_train.py --device cuda           # + base model at the paper's batch
                                                         #   (25000 tokens), bf16, MFU
 

@@ -8,12 +8,11 @@
 #   reproduce  `reproduce --profile gpu --record` in every direction of DIRS (de-en en-de):
 #              BUDGET minutes of training each (the recipe's 5), then averaging, test decoding
 #              and scoring; multi30k-<src>-<tgt>-gpu.json (the file --record writes to
-#              results/) written to $OUT, with the run's log.jsonl.  With PARALLEL=1 (default)
+#              results/runs/) written to $OUT, with the run's log.jsonl.  With PARALLEL=1 (default)
 #              the directions train side by side on the one GPU, so that both fit in one
-#              command: one run alone leaves most of an H200 idle (four side by side each
-#              trained at 77% of one alone's speed, 61k vs 79k target tokens/s:
-#              results/gpu-2026-11-30b/schedules/*.log, reproduce_first_recipe.json), and each
-#              JSON records its steps, tokens/s and gpu_run.side_by_side.  PARALLEL=0: one
+#              command: one run alone leaves most of the GPU idle (each of four side by side
+#              trains at about 77% of one alone's speed: results/gpu-logs/2026-11-30b/), and
+#              each JSON records its steps, tokens/s and gpu_run.side_by_side.  PARALLEL=0: one
 #              after the other, each a step of its own (reproduce_de_en ...), which takes two
 #              commands at BUDGET=5.
 #   test_cuda  tests/test_cuda.py
@@ -32,7 +31,7 @@
 #   ONLY="test_cuda bench_decode" ...                     # only the steps named (a step is
 #       named by its name or its first word: "smoke" = smoke_train smoke_resume smoke_evaluate)
 #
-# Steps run only when named in ONLY: bench_decode (#14's decoding benchmark), bench_train
+# Steps run only when named in ONLY: bench_decode (decoding speed), bench_train
 # (eager), smoke_train, smoke_resume, smoke_evaluate (torchrun, a checkpoint, a resume, evaluate).
 set -u -o pipefail
 T0=$(date +%s)
@@ -196,7 +195,7 @@ step test_cuda 80 180 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py 
 step bench_train_compiled 100 180 "$PY" bench/bench_train.py --device "$DEVICE" "${TRAIN[@]}" \
   --compile --out "$OUT/bench_train_${DEVICE}_compiled.json"
 
-# Named in ONLY only: decoding speed (#14), the eager training step, and the command line as a
+# Named in ONLY only: decoding speed, the eager training step, and the command line as a
 # user runs it on one GPU: torchrun (nccl), a checkpoint, a resume, evaluate (beam 4, bf16).
 step bench_decode 70 240 "$PY" bench/bench_decode.py --device "$DEVICE" "${DECODE[@]}" \
   --out "$OUT/bench_decode_$DEVICE.json"

@@ -184,16 +184,18 @@ def test_numbers_out_of_range_are_usage_errors(argv, capsys):
 
 
 def readme_train_commands() -> list[list[str]]:
-    """The `train` command lines of the README, as argument lists after `-m transformer`."""
+    """The `train` command lines of the README and the training page, as argument lists after
+    `-m transformer`."""
     lines = []
-    for line in (ROOT / "README.md").read_text().splitlines():
+    text = "\n".join((ROOT / page).read_text() for page in ("README.md", "docs/training.md"))
+    for line in text.splitlines():
         line = line.split("  #")[0].strip()
         if "-m transformer train" in line and not line.startswith("`"):
             lines.append(line.split("-m transformer", 1)[1].split())
     return lines
 
 
-def test_the_readme_training_commands_run_as_printed():
+def test_the_documented_training_commands_run_as_printed():
     """Each parses into a run that can start (a stop condition, valid values), and the 8-GPU
     one plans about 25000 target tokens per step over its 8 ranks."""
     from transformer.apps.dryrun import FILL_ESTIMATE

@@ -36,13 +36,13 @@ def test_the_main_job_leaves_the_checkout_clean_and_compares(tmp_path):
                 if line.startswith("reproduce: profile"))
     written = ROOT / "results" / "local" / f"{name}.json"
     try:
-        assert git_status() == before  # the recorded results/*.json are untouched
+        assert git_status() == before  # the recorded results/runs/*.json are untouched
         assert (tmp_path / "runs" / name / "summary.json").is_file()  # TRANSFORMER_RUNS_DIR
         text = written.read_text()
         assert str(ROOT) not in text  # no path of this machine's checkout
         assert json.loads(text)["run"] == name
-        if (ROOT / "results" / f"{name}.json").is_file():  # Multi30k: a recorded run exists
-            assert "beside the recorded run results/" in done.stdout
+        if (ROOT / "results" / "runs" / f"{name}.json").is_file():  # Multi30k: recorded
+            assert "beside the recorded run results/runs/" in done.stdout
             assert "sacreBLEU, beam 4" in done.stdout and "recorded" in done.stdout
     finally:
         written.unlink(missing_ok=True)

@@ -32,7 +32,7 @@ def test_overrides_replace_fields_and_merge_the_model_dict():
 
 
 def test_reproduce_gpu_keeps_the_schedule_measured_on_a_gpu():
-    """results/gpu-2026-11-30b: the base model on Multi30k with 4096-token steps stalled and
+    """results/gpu-logs/2026-11-30b: the base model on Multi30k with 4096-token steps stalled and
     diverged when its rate reached the peak after 1000 warm-up steps; with the paper's 4000
     it learned.  The notebooks' GPU run shares the settings."""
     gpu = RECIPES["reproduce-gpu"].config()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from urllib.parse import unquote
 
 import pytest
 from checks import CJK, chart_problems, image_problems, wait_for_math
@@ -13,6 +14,9 @@ from conftest import ROOT
 
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 PAGES = ["index", "glossary", *NOTEBOOKS, "source/index", "source/transformer/model/attention"]
+DOCS = sorted(p.stem for p in (ROOT / "docs").glob("*.md"))
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+QUOTES = str.maketrans("‘’“”", "''\"\"")  # Sphinx's smart quotes, back to plain ones
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -117,3 +121,56 @@ def test_cross_link_followed(watched, site):
     link.click()
     page.wait_for_url("**/07_results.html#*")
     assert page.locator(f"[id='{anchor}']").count() == 1, f"07_results has no #{anchor}"
+
+
+def headings(name: str, marks: str) -> list[str]:
+    """The English half of docs/<name>.md's headings of one level ("#", "##")."""
+    text = FENCE.sub("", (ROOT / "docs" / f"{name}.md").read_text(encoding="utf-8"))
+    return [line[len(marks) + 1:].split(" | ")[0].strip() for line in text.splitlines()
+            if line.startswith(marks + " ")]
+
+
+@pytest.mark.parametrize("name", DOCS)
+def test_docs_page_shows_its_sections(watched, site, name):
+    """Each page of docs/ is in the site, with its title (and its Chinese term) and sections."""
+    page = watched.page
+    page.goto(f"{site}/book/docs/{name}.html", wait_until="load")
+    watched.screenshot(f"book-docs-{name}")
+    title = page.inner_text("article h1").translate(QUOTES)
+    assert title.startswith(headings(name, "#")[0]) and CJK.search(title), title
+    shown = " ".join(page.locator("article h2").all_inner_texts()).translate(QUOTES)
+    missing = [h for h in headings(name, "##") if h not in shown]
+    assert not missing, f"docs/{name}.html lacks the sections {missing}"
+    problems = image_problems(page, "article img") + watched.problems()
+    assert not problems, f"docs/{name}.html:\n" + "\n".join(problems)
+
+
+def test_docs_are_listed_on_the_landing_page(watched, site):
+    page = watched.page
+    page.goto(f"{site}/book/index.html")
+    for name in DOCS:
+        assert page.locator(f"article a[href='docs/{name}.html']").count(), name
+        assert page.locator(f"nav.bd-docs-nav a[href='docs/{name}.html']").count(), name
+    page.click("article a[href='docs/training.html']")
+    page.wait_for_url("**/docs/training.html")
+    assert not watched.problems(), watched.problems()
+
+
+def test_docs_links_resolve():
+    """Every link in the docs pages' text leads to a file of the site, and to a heading there
+    when it names one: other docs pages, notebooks, source pages, downloads."""
+    book = ROOT / "build" / "book"
+    dead = []
+    for page in sorted((book / "docs").glob("*.html")):
+        html = page.read_text("utf-8")
+        for href in re.findall(r'<a class="reference[^"]*" href="([^"]+)"', html):
+            if re.match(r"[a-z]+:", href):
+                continue
+            path, _, anchor = unquote(href).partition("#")
+            target = (page.parent / path).resolve() if path else page
+            if not target.is_file():
+                dead.append(f"{page.name} -> {href}")
+            elif anchor and target.suffix == ".html" and \
+                    f'id="{anchor}"' not in target.read_text("utf-8"):
+                dead.append(f"{page.name} -> {href} (no such heading)")
+    assert not dead, "dead links in the docs pages:\n" + "\n".join(sorted(set(dead)))

@@ -4,9 +4,12 @@ Stages a Sphinx source folder, build/book-src/, from what the repository already
 Sphinx with MyST-NB (configuration: docs/book/conf.py). Nothing is executed: the pages show
 the outputs stored in notebooks/*.ipynb.
 
-- index.md: the landing page, with the paper's map (section -> notebook -> module) taken from
-  README.md and the list of notebooks from notebooks/README.md;
+- index.md: the landing page: README.md's introduction, the list of notebooks from
+  notebooks/README.md, the documentation pages, and the paper's map (section -> notebook ->
+  module) from docs/architecture.md;
 - NN_name.ipynb: the notebooks, one page each;
+- docs/: the pages of docs/*.md (and docs/images/), in ``DOCS_ORDER``, their links made to
+  work in the site (``site_links``);
 - glossary.md: the glossary of notebooks/README.md;
 - source/: every module of the package as a page, so code references can link to it
   (codelinks.py).
@@ -14,19 +17,21 @@ the outputs stored in notebooks/*.ipynb.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from sphinx.cmd.build import build_main
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SRC = ROOT / "build" / "book-src"
 OUT = ROOT / "build" / "book"
 NOTEBOOK = re.compile(r"`([0-9]{2}_\w+)`")
+NOTEBOOK_FILE = re.compile(r"notebooks/([0-9]{2}_\w+)\.(?:ipynb|py)")
+LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")  # [text](target) and ![alt](image)
+DOCS_ORDER = ("training", "performance", "data", "architecture", "contracts", "testing")
 
 sys.path.insert(0, str(HERE))
 from codelinks import definition_label, definitions, module_label  # noqa: E402
@@ -57,14 +62,63 @@ def link_notebooks(row: str) -> str:
     return NOTEBOOK.sub(lambda m: f"[{m.group(1)}]({m.group(1)}.ipynb)", row)
 
 
-def paper_map(readme: str) -> list[str]:
-    """README's table paper | module | notebook, as paper | notebook | module with links."""
-    rows = table(section(readme, "## Architecture"), "| paper | module | notebook |")
+def paper_map() -> list[str]:
+    """docs/architecture.md's table paper | module | notebook, as paper | notebook | module
+    with links."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = table(text.splitlines(), "| paper | module | notebook |")
     out = []
     for row in rows:
         paper, module, notebook = [cell.strip() for cell in row.strip("|").split("|")]
         out.append(link_notebooks(f"| {paper} | {notebook} | {module} |"))
     return out
+
+
+def docs_pages() -> list[Path]:
+    """docs/*.md, those of ``DOCS_ORDER`` first and in that order, any others after."""
+    rank = {name: i for i, name in enumerate(DOCS_ORDER)}
+    return sorted((ROOT / "docs").glob("*.md"), key=lambda p: (rank.get(p.stem, len(rank)), p.stem))
+
+
+def title(page: Path) -> str:
+    """The English half of a page's ``# English | 中文`` heading."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    return next(line[2:] for line in lines if line.startswith("# ")).split(" | ")[0].strip()
+
+
+def site_link(match: re.Match, page: str) -> str:
+    """One link of the repository page ``page``, made to work where build/book-src/ stages it
+    (at the same relative path: README.md as index.md, docs/*.md under docs/): docs pages and
+    images stay; a notebook goes to its page; a module of the package becomes a code reference
+    (codelinks.py links it to its source page); any other file becomes a download."""
+    image, text, target = match.groups()
+    if re.match(r"[a-z]+:", target) or target.startswith("#"):
+        return match[0]
+    path, _, anchor = target.partition("#")
+    file = (ROOT / page).parent.joinpath(path).resolve()
+    if not file.is_relative_to(ROOT):
+        return match[0]
+    relpath, here = file.relative_to(ROOT).as_posix(), (SRC / page).parent
+    if re.fullmatch(r"docs/[^/]+\.md|docs/images/.+", relpath):
+        return match[0]
+    if notebook := NOTEBOOK_FILE.fullmatch(relpath):
+        url = os.path.relpath(SRC / f"{notebook[1]}.ipynb", here) + (f"#{anchor}" if anchor else "")
+        return f"[{text}]({url})"
+    if relpath.startswith("transformer/") and relpath.endswith(".py"):
+        return f"`{relpath}`" if text.strip("`") == relpath else f"{text} (`{relpath}`)"
+    url = os.path.relpath(file, here)
+    return f"![{text}]({url})" if image else f"{{download}}`{text.replace('`', '')} <{url}>`"
+
+
+def site_links(text: str, page: str) -> str:
+    """``text``, the Markdown of repository page ``page``, with its links outside code blocks
+    rewritten by ``site_link``."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        out.append(line if fenced else LINK.sub(lambda m: site_link(m, page), line))
+    return "\n".join(out) + "\n"
 
 
 def index_page() -> str:
@@ -74,18 +128,21 @@ def index_page() -> str:
     intro = intro[:next(i for i, line in enumerate(intro) if line.startswith("## "))]
     listing = table(notebooks_readme.splitlines(), "| # | notebook | topic |")
     stems = [p.stem for p in sorted(SRC.glob("[0-9][0-9]_*.ipynb"))]
+    docs = docs_pages()
     return "\n".join([
         "# Attention Is All You Need, annotated and runnable | 注意力就是你所需要的一切", "",
-        *intro, "",
+        site_links("\n".join(intro), "README.md"),
         "## The notebooks | 笔记本", "",
         *[link_notebooks(row) for row in listing], "",
         "Also: the [glossary](glossary.md) of the paper's terms in English and Chinese, and the",
         "[package's source](source/index.md). Slides of each notebook: `make slides`.", "",
+        "## Documentation | 文档", "",
+        *[f"- [{title(p)}](docs/{p.name})" for p in docs], "",
         "## The paper's map | 论文地图", "",
         "Where each part of the paper is taught, and where the package implements it.", "",
-        *paper_map(readme), "",
-        "```{toctree}", ":hidden:", ":maxdepth: 1", "", *stems, "glossary", "source/index",
-        "```", "",
+        *paper_map(), "",
+        "```{toctree}", ":hidden:", ":maxdepth: 1", "", *stems, *[f"docs/{p.stem}" for p in docs],
+        "glossary", "source/index", "```", "",
     ])
 
 
@@ -137,6 +194,12 @@ def stage() -> None:
     for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         shutil.copy2(notebook, SRC / notebook.name)
     (SRC / "index.md").write_text(index_page(), encoding="utf-8")
+    (SRC / "docs").mkdir()
+    for page in docs_pages():
+        text = site_links(page.read_text(encoding="utf-8"), f"docs/{page.name}")
+        (SRC / "docs" / page.name).write_text(text, encoding="utf-8")
+    if (ROOT / "docs" / "images").is_dir():
+        shutil.copytree(ROOT / "docs" / "images", SRC / "docs" / "images")
     (SRC / "glossary.md").write_text(glossary_page(), encoding="utf-8")
     pages = []
     for path in sorted((ROOT / "transformer").rglob("*.py")):
@@ -152,6 +215,8 @@ def stage() -> None:
 
 
 def main() -> int:
+    from sphinx.cmd.build import build_main  # here, so that tests can stage without Sphinx
+
     start = time.time()
     stage()
     status = build_main(["-b", "html", "-q", "-j", "2", "-c", str(HERE), str(SRC), str(OUT)])

@@ -14,8 +14,6 @@ import re
 from functools import cache
 from pathlib import Path
 
-from docutils import nodes
-
 ROOT = Path(__file__).resolve().parents[2]
 PATH = re.compile(r"transformer(/\w+)*(\.py|/)?")
 DOTTED = re.compile(r"transformer(\.\w+)+")
@@ -98,6 +96,8 @@ def resolve(text: str, depth: int = 0) -> str | None:
 
 def link_code(app, doctree, docname):
     """Wrap each inline literal that resolves into a link to its source page."""
+    from docutils import nodes  # here: build.py's staging uses this module without Sphinx
+
     if docname.startswith("source/"):
         return
     labels = app.env.get_domain("std").anonlabels

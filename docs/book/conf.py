@@ -1,7 +1,7 @@
 """Sphinx configuration of the notebooks' website (``make book``; see docs/book/README.md).
 
 The source folder is build/book-src/, staged by docs/book/build.py from notebooks/*.ipynb
-(their stored outputs, never re-executed), README.md and the package's source.
+(their stored outputs, never re-executed), README.md, docs/*.md and the package's source.
 """
 
 import shutil

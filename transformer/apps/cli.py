@@ -232,14 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "available, else cpu)")
         p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                        help="decode in this precision (default: float32, as checkpoints are "
-                       "stored).  bfloat16 gained little over float32 on a CPU with native "
-                       "bf16 (AVX512-BF16, AMX; beam search 1.2-1.4x, greedy up to 1.16x), is "
-                       "slower on other CPUs, and gained little on a GPU for a small model; "
-                       "about one output in ten differs from float32's")
+                       "stored).  bfloat16 is faster only on a CPU with native bf16 "
+                       "(AVX512-BF16, AMX), slower on other CPUs, about as fast on a GPU, and "
+                       "changes about one output in ten (results/bench/decode_cpu.json)")
         p.add_argument("--cuda-graph", action="store_true",
                        help="with --beam 1 on a CUDA device: record each batch's decoding step "
-                       "as a CUDA graph and replay it per token (the small model on an H200: "
-                       "1.85x as fast as without, the same outputs)")
+                       "as a CUDA graph and replay it per token, one launch per token instead "
+                       "of one per kernel; the outputs are the same")
 
     p = sub.add_parser(
         "translate", help="translate sentences read from stdin, one per line",
@@ -289,10 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tgt", default="en", help="Multi30k target language (default: en)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--results-dir", default=None,
-                   help="default: results/local/ (git-ignored; the recorded runs in results/ "
-                   "are left alone and compared with yours)")
+                   help="default: results/local/ (git-ignored; the recorded runs in "
+                   "results/runs/ are left alone and compared with yours)")
     p.add_argument("--record", action="store_true",
-                   help="write results/<run>.json, the project's recorded run (maintainers)")
+                   help="write results/runs/<run>.json, the project's recorded run (maintainers)")
     p.add_argument("--limit", type=at_least(1), default=None,
                    help="score only the first N test sentences (default: all)")
     p.add_argument("--runs-dir", default=None,

@@ -64,7 +64,8 @@ def cpu_bf16_flags() -> list[str]:
 
 def cpu_has_native_bf16() -> bool | None:
     """Whether this x86 CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); None where
-    /proc/cpuinfo has no x86 flags (not Linux, or an Arm CPU), as nobody here measured those."""
+    /proc/cpuinfo has no x86 flags (not Linux, or an Arm CPU): this project has not measured
+    bf16 there."""
     return None if _cpuinfo("flags") is None else bool(cpu_bf16_flags())
 
 

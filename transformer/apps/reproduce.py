@@ -1,4 +1,4 @@
-"""``make reproduce``: train, evaluate on the test split, write ``results/<run>.json``.
+"""``make reproduce``: train, evaluate on the test split, write ``results/runs/<run>.json``.
 
 Data: Multi30k German -> English (``--src en --tgt de`` for the other way) when it can be had
 (already cached, downloadable, or from ``TRANSFORMER_DATA_MIRROR``), else the embedded
@@ -87,11 +87,11 @@ def published_comparison(dataset, decodes: dict) -> dict | None:
 
 
 def default_results_dir(record: bool = False) -> Path:
-    """Where results go: ``results/`` holds the project's recorded runs (committed), a user's
-    own runs go to ``results/local/`` (git-ignored) unless ``record``; outside a checkout,
-    under the working directory."""
+    """Where results go: ``results/runs/`` holds the project's recorded runs (committed), a
+    user's own runs go to ``results/local/`` (git-ignored) unless ``record``; outside a
+    checkout, under the working directory."""
     base = CHECKOUT / "results" if CHECKOUT else Path("results").resolve()
-    return base if record else base / "local"
+    return base / ("runs" if record else "local")
 
 
 def compare(mine: dict, recorded: dict) -> str:

@@ -85,7 +85,7 @@ EN_FR = Pair(
 )
 PAIRS = {p.key: p for p in (EN_DE, EN_FR)}
 
-# EN-DE under the names this module always had
+# EN-DE, the default pair, under module-level names
 LANGS, CORPORA, TRAIN, SGM_ROLE = EN_DE.langs, EN_DE.corpora, EN_DE.train, EN_DE.sgm_role
 
 

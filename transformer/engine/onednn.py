@@ -2,9 +2,9 @@
 
 PyTorch computes ``nn.Linear`` on the CPU with MKL's SGEMM.  oneDNN, which PyTorch also ships
 (``torch.compile`` uses it for frozen models on the CPU), multiplies by a weight reordered once
-into its own blocked layout.  On the decoder's shapes that was 1.2-2.6x as fast on the AMD
-EPYC we benchmark on (bench/bench_decode.py, part 3).  It is float32 either way: the same products,
-summed in another order, so logits agree to float32 rounding.
+into its own blocked layout, 1.2-2.6x as fast on the decoder's shapes (bench/bench_decode.py
+part 3, results/bench/decode_cpu.json).  It is float32 either way: the same products, summed in
+another order, so logits agree to float32 rounding.
 
 ``packed_linears(model)`` is a context in which every ``nn.Linear`` of ``model``, the
 self-attention's stacked W^Q W^K W^V (``MultiHeadAttention.fused_qkv``) and the output

@@ -38,9 +38,8 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
 def no_cudnn_attention() -> None:
     """Keep ``F.scaled_dot_product_attention`` off cuDNN's kernel (to flash, memory-efficient
     or math).  PyTorch prefers cuDNN's on recent GPUs, and cuDNN builds a plan for every new
-    shape; batches of sentences have new shapes at almost every step.  Measured on an H200
-    (torch 2.11): the base model trained on Multi30k at 15,200 target tokens/s with it and
-    72,200 without (results/gpu-2026-11-30/)."""
+    shape, while batches of sentences have new shapes at almost every step: with it the base
+    model trains on Multi30k about 5x slower (results/gpu-logs/2026-11-30a/README.md)."""
     torch.backends.cuda.enable_cudnn_sdp(False)
 
 
@@ -181,11 +180,10 @@ def in_dtype(model: torch.nn.Module, dtype=None) -> torch.nn.Module:
 
     Its own dtype gives ``model`` itself; another gives a copy whose parameters and buffers are
     cast, so ``model`` keeps its float32 weights.  Decoding in bfloat16 this way needs no casts
-    at run time.  On a CPU with native bf16 (AVX512-BF16), against float32 through oneDNN
-    (``onednn.py``), beam search ran 1.2-1.4x faster and greedy decoding up to 1.16x, and bf16
-    changed about one output in ten (results/bench_decode_cpu.json); CPUs without native bf16
-    are slower in bf16.  On an H200 the small model decoded about as fast as in float32 (beam
-    search 4% faster, greedy 2% slower; results/bench_decode_cuda.json).
+    at run time.  It pays only on a CPU with native bf16 (AVX512-BF16, AMX): beam search about
+    1.2-1.4x as fast as float32 through oneDNN (``onednn.py``), with about one output in ten
+    changed (results/bench/decode_cpu.json).  Other CPUs emulate bf16 and are slower; on a GPU
+    the small model decodes about as fast as in float32 (results/bench/decode_cuda.json).
     """
     dtype = resolve_dtype(dtype)
     if dtype is None or model_dtype(model) == dtype:

@@ -43,10 +43,10 @@ def scaled_dot_product_attention(q, k, v, mask=None, dropout_p=0.0, is_causal=Fa
 
 def step_attention(q, k, v, mask=None):
     """Attention for a decoding step, a few queries per row (``decode_step``).  On a CPU the
-    explicit products, which we measured 1.3-3x faster per call there on the decoder's shapes
-    than the fused kernel (built for many queries); elsewhere the fused kernel.  ``mask`` is
-    boolean, or on a CPU also an additive float mask (0 or -inf, ``cache.cross_attention_mask``,
-    which leaves every query a key to see): the scores are then scaled and masked in place."""
+    explicit products, 1.3-3x as fast per call on the decoder's shapes as the fused kernel,
+    which is built for many queries; elsewhere the fused kernel.  ``mask`` is boolean, or on a
+    CPU also an additive float mask (0 or -inf, ``cache.cross_attention_mask``, which leaves
+    every query a key to see): the scores are then scaled and masked in place."""
     if q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     if mask is not None and mask.dtype == torch.bool:

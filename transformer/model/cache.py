@@ -65,10 +65,9 @@ class LayerCache:
         A dynamic cache packs them tight, capacity ``length + 1`` (room for the next step's
         position; a later step grows it): each row's and head's keys are then one block, and
         the next step's attention reads them in one stream rather than strided by a capacity
-        far larger than the prefix.  On a CPU, for 1000 rows of the small preset with capacity
-        70 and 15-30 positions, the strided copy took 1.6x as long and the attention products
-        1.6-3.8x; beam search (bench part 2) went from 3.7 s to 3.5 s.  A static cache
-        keeps its shape."""
+        far larger than the prefix (on a CPU, strided rows make the copy about 1.6x and the
+        attention products 1.6-3.8x as slow for the small preset).  A static cache keeps its
+        shape."""
         n = index.numel()
         shapes = [(n, t.size(1), t.size(2) if self.static else length + 1, t.size(3))
                   for t in (self.k, self.v)]
