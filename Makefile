@@ -1,7 +1,8 @@
 # Two commands do all the set-up (see README.md):
 #   make reproduce   create .venv if missing, install, run the main job
 #   make test        lint, then the unit tests and the notebooks (under nbval) in one run
-#   make book, make slides, make test-browser   the notebooks as a website and as slides, and
+#   make book, make slides, make test-browser   the notebooks as a website and as slides (in
+#                    English and Chinese), and
 #                    their tests in headless Chromium (docs/book/README.md)
 PYTHON ?= python3
 VENV ?= .venv

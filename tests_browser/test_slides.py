@@ -10,14 +10,16 @@ from conftest import BUILD, ROOT
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+@pytest.mark.parametrize("edition", ["", "zh/"], ids=["en", "zh"])
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_deck_works_offline(watched, site, name):
+def test_deck_works_offline(watched, site, name, edition):
     page = watched.page
-    page.goto(f"{site}/slides/{name}.slides.html", wait_until="load")
+    page.goto(f"{site}/slides/{edition}{name}.slides.html", wait_until="load")
     page.wait_for_function("() => window.Reveal && Reveal.isReady()", timeout=15_000)
+    assert page.evaluate("document.documentElement.lang") == (edition.strip("/") or "en")
     wait_for_math(page)
     assert CJK.search(page.inner_text(".reveal section.present h1")), "title lacks Chinese"
-    watched.screenshot(f"slides-{name}-title")
+    watched.screenshot(f"slides-{edition.replace('/', '-')}{name}-title")
     total = page.evaluate("Reveal.getTotalSlides()")
     assert total > 3, f"{name}: only {total} slides (is the slide metadata missing?)"
     page.keyboard.press("ArrowRight")
@@ -37,7 +39,7 @@ def test_deck_works_offline(watched, site, name):
             const slides = document.querySelector(".reveal .slides");
             return img.getBoundingClientRect().width / slides.getBoundingClientRect().width;
         }""")
-        watched.screenshot(f"slides-{name}-figure")
+        watched.screenshot(f"slides-{edition.replace('/', '-')}{name}-figure")
         assert width > 0.8, f"{name}: the figure on slide {figure} is {width:.0%} of the width"
     problems += watched.problems()
     assert not problems, f"{name}.slides.html:\n" + "\n".join(problems)

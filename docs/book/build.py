@@ -13,10 +13,24 @@ the outputs stored in notebooks/*.ipynb.
 - glossary.md: the glossary of notebooks/README.md;
 - source/: every module of the package as a page, so code references can link to it
   (codelinks.py).
+
+The Chinese edition, build/book/zh/, is the same source built with ``language = zh_CN``: Sphinx
+replaces each paragraph, heading, list item and table cell by its translation from the gettext
+catalogues in docs/book/locales/zh_CN/LC_MESSAGES/ (one ``.po`` file per page; code, outputs and
+figures stay as they are). ``--update-catalogs`` extracts the English messages (Sphinx's gettext
+builder) and merges them into the catalogues with sphinx-intl: a new paragraph arrives
+untranslated, a changed one fuzzy, so the Chinese cannot drift silently
+(tests_browser/test_translations.py fails on either). Only pages that have a catalogue are
+updated; ``--update-catalogs PAGE ...`` starts catalogues for more (``docs/training``,
+``02_attention``).
+
+    python docs/book/build.py                         # both editions
+    python docs/book/build.py --update-catalogs       # after changing English prose
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -28,6 +42,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SRC = ROOT / "build" / "book-src"
 OUT = ROOT / "build" / "book"
+POT = ROOT / "build" / "gettext"
+LOCALES = HERE / "locales"
+LANGUAGES = {"zh_CN": "zh"}  # catalogue language -> folder of its edition under build/book/
 NOTEBOOK = re.compile(r"`([0-9]{2}_\w+)`")
 NOTEBOOK_FILE = re.compile(r"notebooks/([0-9]{2}_\w+)\.(?:ipynb|py)")
 LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")  # [text](target) and ![alt](image)
@@ -214,13 +231,88 @@ def stage() -> None:
         "```{toctree}", ":maxdepth: 1", "", *pages, "```", ""]), encoding="utf-8")
 
 
-def main() -> int:
+def catalogues(language: str = "zh_CN") -> dict[str, Path]:
+    """The pages that have a catalogue in ``language``: {"docs/training": its .po file}."""
+    folder = LOCALES / language / "LC_MESSAGES"
+    return {p.relative_to(folder).with_suffix("").as_posix(): p
+            for p in sorted(folder.rglob("*.po"))}
+
+
+def extract_messages(out: Path = POT) -> Path:
+    """The English pages' messages as .pot templates in ``out`` (stage() first)."""
+    from sphinx.cmd.build import build_main
+
+    if out.exists():
+        shutil.rmtree(out)
+    status = build_main(["-b", "gettext", "-q", "-c", str(HERE), str(SRC), str(out)])
+    if status:
+        raise SystemExit(f"error: the gettext build failed (status {status})")
+    return out
+
+
+def update_catalogues(new_pages: list[str]) -> list[str]:
+    """Merge the English messages into the existing catalogues and into new ones for
+    ``new_pages``; return the pages updated."""
+    from sphinx_intl.basic import update
+
+    pot = extract_messages()
+    pages = sorted(set(catalogues()) | set(new_pages))
+    missing = [page for page in pages if not (pot / f"{page}.pot").is_file()]
+    if missing:
+        raise SystemExit(f"error: no such page: {', '.join(missing)} (pages are named like "
+                         "docs/training or 02_attention)")
+    for template in pot.rglob("*.pot"):  # only the pages asked for
+        if template.relative_to(pot).with_suffix("").as_posix() not in pages:
+            template.unlink()
+    for language in LANGUAGES:
+        update(str(LOCALES), str(pot), [language])
+        for path in catalogues(language).values():
+            fill_untranslatable(path)
+    return pages
+
+
+def untranslatable(message: str) -> bool:
+    """Nothing to translate: no English word outside inline code (a number, a symbol, a code
+    span, a Chinese term)."""
+    return not re.search(r"[A-Za-z]", re.sub(r"`[^`]*`", "", message))
+
+
+def fill_untranslatable(path: Path) -> None:
+    """Copy each message with nothing to translate into its translation, so the catalogue
+    asks a translator only for prose."""
+    from babel.messages.pofile import read_po, write_po
+
+    with path.open("rb") as f:
+        catalog = read_po(f)
+    changed = False
+    for message in catalog:
+        if message.id and not message.string and untranslatable(message.id):
+            message.string, changed = message.id, True
+    if changed:
+        with path.open("wb") as f:
+            write_po(f, catalog, width=76)
+
+
+def main(argv: list[str] | None = None) -> int:
     from sphinx.cmd.build import build_main  # here, so that tests can stage without Sphinx
 
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--update-catalogs", nargs="*", metavar="PAGE", default=None,
+                   help="update the translation catalogues (and start ones for PAGE ...)")
+    args = p.parse_args(argv)
     start = time.time()
     stage()
+    if args.update_catalogs is not None:
+        pages = update_catalogues(args.update_catalogs)
+        print(f"catalogues: {len(pages)} pages in {LOCALES.relative_to(ROOT)}/ "
+              f"({time.time() - start:.0f} s)")
+        return 0
     status = build_main(["-b", "html", "-q", "-j", "2", "-c", str(HERE), str(SRC), str(OUT)])
-    print(f"book: {OUT.relative_to(ROOT)}/index.html ({time.time() - start:.0f} s)")
+    for language, folder in LANGUAGES.items():
+        status = status or build_main(["-b", "html", "-q", "-j", "2", "-c", str(HERE),
+                                       "-D", f"language={language}", str(SRC), str(OUT / folder)])
+    print(f"book: {OUT.relative_to(ROOT)}/index.html, Chinese edition "
+          f"{OUT.relative_to(ROOT)}/zh/index.html ({time.time() - start:.0f} s)")
     return status
 
 

@@ -4,6 +4,7 @@ The source folder is build/book-src/, staged by docs/book/build.py from notebook
 (their stored outputs, never re-executed), README.md, docs/*.md and the package's source.
 """
 
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -34,12 +35,26 @@ html_static_path = ["_static"]
 html_css_files = ["book.css"]
 html_js_files = ["fold.js"]
 html_theme_options = {
+    "article_header_end": ["language-switch.html", "article-header-buttons.html"],
     "show_toc_level": 2,
     "home_page_in_toc": True,
     "use_download_button": False,
     "use_fullscreen_button": False,
 }
 html_context = {"default_mode": "light"}
+templates_path = ["_templates"]
+
+# The Chinese edition: build.py also builds build/book/zh/ with -D language=zh_CN, taking every
+# page's prose from the gettext catalogues in locales/zh_CN/ (build.py --update-catalogs writes
+# them from the English pages: a changed paragraph becomes a fuzzy message, a new one an
+# untranslated message). Its search splits Chinese into words with jieba (Sphinx's zh search).
+locale_dirs = [str(HERE / "locales")]  # Sphinx reads them relative to the source folder
+gettext_compact = False
+gettext_location = False
+gettext_uuid = False
+gettext_last_translator = "the transformer project"
+gettext_language_team = "the transformer project"
+logging.getLogger("jieba").setLevel(logging.WARNING)  # it logs its dictionary's loading
 html_copy_source = False
 
 # MathJax from the site itself: the copy that jupyter-server-mathjax ships (MathJax 2.7)
@@ -56,5 +71,19 @@ def copy_mathjax(app, exception):
         shutil.copytree(MATHJAX, Path(app.outdir) / "_static" / "mathjax", dirs_exist_ok=True)
 
 
+def chinese_search():
+    """Sphinx's Chinese search (jieba's words), its stemmer named as Sphinx 9.0's JavaScript
+    expects: the Latin words of Chinese pages are stemmed as English, and Sphinx 9.0 writes
+    ``window.Stemmer = ChineseStemmer`` where the class is EnglishStemmer, which breaks the
+    search page (sphinx-doc/sphinx#14229)."""
+    from sphinx.search.zh import SearchChinese
+
+    class ChineseSearch(SearchChinese):
+        language_name = "English"  # names the JavaScript stemmer class only
+
+    return ChineseSearch
+
+
 def setup(app):
     app.connect("build-finished", copy_mathjax)
+    app.add_search_language(chinese_search())

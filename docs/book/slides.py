@@ -8,6 +8,10 @@ section heading, sub-slides where a section is long, speaker notes for long pros
 than FOLD_LINES lines is folded behind a summary line. A Markdown cell longer than PROSE_LINES
 keeps its first paragraphs on the slide and the rest goes to the speaker notes (press S).
 
+The Chinese decks (build/slides/zh/) take each Markdown paragraph, heading, list item and table
+cell from the website's catalogues (docs/book/locales/zh_CN/, see build.py): the same
+translation in both, and a paragraph without one stays English.
+
     python docs/book/slides.py [--notebooks DIR] [--out DIR]
 """
 
@@ -85,14 +89,60 @@ def split_prose(notebook):
     return notebook
 
 
-def build(notebooks: Path, out: Path) -> list[Path]:
+def translations(page: str, language: str) -> dict[str, str]:
+    """{English message: translation} of a page's catalogue (translated, not fuzzy ones)."""
+    from babel.messages.pofile import read_po
+
+    path = HERE / "locales" / language / "LC_MESSAGES" / f"{page}.po"
+    if not path.is_file():
+        return {}
+    with path.open("rb") as f:
+        return {m.id: m.string for m in read_po(f) if m.id and m.string and not m.fuzzy}
+
+
+def translate_markdown(source: str, messages: dict[str, str]) -> str:
+    """``source`` with each block's text replaced by its translation, found as Sphinx finds
+    it: the Markdown of a paragraph, heading, list item or table cell, whitespace collapsed."""
+    from markdown_it import MarkdownIt
+
+    lines = source.split("\n")
+    for token in MarkdownIt("commonmark").enable("table").parse(source):
+        text = " ".join(token.content.split()) if token.type == "inline" else ""
+        if text not in messages or token.map is None:
+            continue
+        start, end = token.map
+        first = token.content.split("\n")[0]
+        if end - start == 1 or first not in lines[start]:  # one line, or a table row's cell
+            row = next((i for i in range(start, end) if token.content in lines[i]), None)
+            if row is not None:
+                lines[row] = lines[row].replace(token.content, messages[text], 1)
+            continue
+        prefix = lines[start][:lines[start].index(first)]  # "- ", "## ", "> "
+        lines[start:end] = [prefix + messages[text]] + [""] * (end - start - 1)
+    return "\n".join(lines)
+
+
+def translated(notebook, page: str, language: str):
+    messages = translations(page, language)
+    notebook = copy.deepcopy(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.source = translate_markdown(cell.source, messages)
+    return notebook
+
+
+def build(notebooks: Path, out: Path, language: str | None = None) -> list[Path]:
+    """The decks of ``notebooks`` in ``out``; in ``language`` ("zh_CN") from its catalogues."""
     out.mkdir(parents=True, exist_ok=True)
     static = out / "_static"
     shutil.copytree(REVEAL, static / "reveal.js", dirs_exist_ok=True)
     shutil.copytree(MATHJAX, static / "mathjax", dirs_exist_ok=True)
     slides, decks = exporter(), []
+    slides.language_code = (language or "en").split("_")[0]  # <html lang="..."> of the decks
     for path in sorted(notebooks.glob("[0-9][0-9]_*.ipynb")):
         notebook = nbformat.read(path, as_version=4)
+        if language:
+            notebook = translated(notebook, path.stem, language)
         body, _ = slides.from_notebook_node(split_prose(notebook), resources={
             "metadata": {"name": path.stem}, "static_prefix": "_static",
             "fold_lines": FOLD_LINES})
@@ -102,9 +152,12 @@ def build(notebooks: Path, out: Path) -> list[Path]:
         decks.append(deck)
     names = [(d.name, html.escape(d.name.removesuffix(".slides.html"))) for d in decks]
     items = "\n".join(f'<li><a href="{href}">{name}</a></li>' for href, name in names)
+    lang, other = ("zh-CN", '<a href="../index.html">English</a>') if language else (
+        "en", '<a href="zh/index.html">中文</a>')
     (out / "index.html").write_text(
-        f'<!DOCTYPE html>\n<html lang="en"><meta charset="utf-8"><title>Slides | 幻灯片</title>\n'
-        f"<h1>Slides | 幻灯片</h1>\n<ul>\n{items}\n</ul>\n</html>\n", encoding="utf-8")
+        f'<!DOCTYPE html>\n<html lang="{lang}"><meta charset="utf-8"><title>Slides | 幻灯片'
+        f"</title>\n<h1>Slides | 幻灯片</h1>\n<p>{other}</p>\n<ul>\n{items}\n</ul>\n</html>\n",
+        encoding="utf-8")
     return decks
 
 
@@ -115,8 +168,10 @@ def main() -> int:
     args = parser.parse_args()
     start = time.time()
     decks = build(args.notebooks, args.out)
-    print(f"slides: {len(decks)} decks in {args.out} ({time.time() - start:.0f} s)")
-    return 0 if decks else 1
+    zh = build(args.notebooks, args.out / "zh", language="zh_CN")
+    print(f"slides: {len(decks)} decks in {args.out}, {len(zh)} in Chinese in "
+          f"{args.out / 'zh'} ({time.time() - start:.0f} s)")
+    return 0 if decks and zh else 1
 
 
 if __name__ == "__main__":
