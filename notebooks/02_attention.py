@@ -79,7 +79,21 @@ print("softmax weights        :", [round(w, 4) for w in weights.squeeze().tolist
 print("output = weights @ v   :", [round(o, 4) for o in (weights @ v).squeeze().tolist()])
 assert [round(w, 2) for w in weights.squeeze().tolist()] == [0.51, 0.19, 0.31]  # as the text says
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"slide_type": "-"}
+# The package's own function, `transformer.scaled_dot_product_attention` (the one every
+# attention layer of the model calls), gives the same numbers from the same `q`, `k` and `v`:
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+package_output, package_weights = transformer.scaled_dot_product_attention(q, k, v)
+print("softmax weights, by hand :", [round(w, 4) for w in weights.squeeze().tolist()])
+print("softmax weights, package :", [round(w, 4) for w in package_weights.squeeze().tolist()])
+print("output, by hand          :", [round(o, 4) for o in (weights @ v).squeeze().tolist()])
+print("output, package          :", [round(o, 4) for o in package_output.squeeze().tolist()])
+torch.testing.assert_close(package_weights, weights)
+torch.testing.assert_close(package_output, weights @ v)
+
+# %% [markdown] slideshow={"slide_type": "-"}
 # The key aligned with the query wins the largest weight (0.51), the orthogonal one the
 # smallest (0.19), and the output is pulled towards the first value. Nothing is selected
 # outright: every value contributes a little.
@@ -104,7 +118,8 @@ def attention(q, k, v, mask=None):
 
 # %% [markdown] slideshow={"slide_type": "-"}
 # We check it against the package's `transformer.scaled_dot_product_attention` and PyTorch's
-# fused `torch.nn.functional.scaled_dot_product_attention`, with batch and head dimensions,
+# fused `torch.nn.functional.scaled_dot_product_attention` (*fused*: one compiled routine for
+# the whole formula, which never hands the weights back), with batch and head dimensions,
 # different query and key lengths, `d_k ≠ d_v`, and with and without masks.
 
 # %% slideshow={"slide_type": "-"}
@@ -226,6 +241,7 @@ table = pd.DataFrame({
     "max weight: none": none["max weight"], "max weight: √d_k": paper["max weight"],
     "max weight: d_k": by_d["max weight"],
     "grad norm: none": none["gradient"], "grad norm: √d_k": paper["gradient"],
+    "grad norm: d_k": by_d["gradient"],
 }, index=pd.Index(widths, name="d_k"))
 print(f"variance of the scores; mean largest softmax weight over {n_keys} keys; mean L2 norm "
       "of the gradient reaching the scores (per query), by scaling:")
@@ -264,13 +280,50 @@ fig.tight_layout()
 save_figure(fig, "02_why_sqrt_dk")
 plt.show()
 
+# %% slideshow={"slide_type": "-"}
+unscaled_larger = [d_k for i, d_k in enumerate(widths) if none["gradient"][i] > paper["gradient"][i]]
+below_from = next(d_k for i, d_k in enumerate(widths)  # from here on, unscaled < scaled
+                  if all(g < p for g, p in zip(none["gradient"][i:], paper["gradient"][i:])))
+peak = widths[int(np.argmax(none["gradient"]))]
+assert unscaled_larger and max(unscaled_larger) < below_from  # rises, then falls below
+assert below_from < widths[-1] and peak in unscaled_larger
+assert below_from <= 64  # the prose says the paper's d_k = 64 is past the crossover
+
+
+def at(values, d_k):
+    return f"{values[widths.index(d_k)]:.3f}"
+
+
+def listed(items):
+    items = [str(item) for item in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+display(Markdown(
+    "Without scaling, the variance of the scores grows like `d_k` and the softmax turns into "
+    f"an argmax: the mean largest weight rises from {at(none['max weight'], 1)} at `d_k = 1` to "
+    f"{at(none['max weight'], widths[-1])} at `d_k = {widths[-1]}`. The gradient reaching the "
+    "scores does *not* shrink at once. For the score of key `j` it is `w_j (u_j − ū)`, where "
+    "`u` is the gradient arriving at the weights and `ū = Σ_i w_i u_i` its weighted mean. "
+    "Nearly uniform weights make every `w_j` small; a nearly one-hot softmax makes `u_j − ū` "
+    "vanish for the winning key and `w_j` vanish for the others. In between, a softmax a "
+    "little sharper than the scaled one passes *more* gradient: at `d_k` = "
+    f"{listed(unscaled_larger)} the unscaled gradient "
+    f"({listed(at(none['gradient'], w) for w in unscaled_larger)}) is larger than the scaled "
+    f"one ({listed(at(paper['gradient'], w) for w in unscaled_larger)}), and it peaks at "
+    f"`d_k = {peak}`. From `d_k = {below_from}` on it is smaller, and it keeps falling: at "
+    f"`d_k = {widths[-1]}` it is {none['gradient'][-1] / paper['gradient'][-1]:.0%} of the "
+    "scaled one. The paper's model uses `d_k = 64`, already past the crossover, and saturation "
+    "only deepens as the width grows: that is where learning stalls. With `÷ √d_k` the largest "
+    f"weight stays between {min(paper['max weight'][steady]):.3f} and "
+    f"{max(paper['max weight'][steady]):.3f} from `d_k = 16` on, and the gradient between "
+    f"{min(paper['gradient']):.3f} and {max(paper['gradient']):.3f} at every width. Dividing by "
+    "`d_k` overcorrects: the scores shrink to variance `1/d_k`, the largest weight falls to "
+    f"{by_d['max weight'][-1]:.3f} (uniform is 1/{n_keys} = {1 / n_keys:.3f}) and attention "
+    "can no longer prefer anything. `√d_k` is the one choice that keeps the scores' spread "
+    "independent of the width."))
+
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# Without scaling, the variance of the scores grows like `d_k`, the softmax turns into an
-# argmax (the largest weight tends to 1) and the gradient flowing back into the scores shrinks
-# towards zero: learning stalls. Dividing by `d_k` overcorrects: the scores shrink to variance
-# `1/d_k`, the weights become uniform and attention can no longer prefer anything. `√d_k` is
-# the one choice that keeps the scores' spread independent of the width.
-#
 # Two caveats. The argument assumes unit-variance components, roughly what initialisation gives;
 # a trained model can grow its queries and keys and sharpen its attention on purpose. And the
 # factor has a history: the paper observed that additive attention (a small network instead of
@@ -324,12 +377,19 @@ print(f"largest weight from 'it' to 'animal': layer {best[0] + 1} head {best[1] 
       f"{rows['tired'][best][animal]:.3f} with 'tired' and {rows['wide'][best][animal]:.3f} with 'wide'")
 
 # %% slideshow={"slide_type": "subslide"}
-change = max((rows["tired"][..., key] - rows["wide"][..., key]).abs().max().item()
-             for key in (animal, street))
+key_index = {"animal": animal, "street": street}
+gaps = {name: (rows["tired"][..., key] - rows["wide"][..., key]).abs()  # (layers, heads)
+        for name, key in key_index.items()}
+gap_key = max(gaps, key=lambda name: gaps[name].max().item())
+change = gaps[gap_key].max().item()
+gap_at = divmod(int(gaps[gap_key].argmax()), rows["tired"].shape[1])
 display(Markdown(
-    "The untrained heads have arbitrary preferences, and they barely react to the last word: "
-    f"no weight from `it` to `animal` or to `street` differs by more than {change:.2f} between "
-    f"the two sentences. One random head (layer {best[0] + 1}, head {best[1] + 1}) even puts "
+    "The untrained heads have arbitrary preferences, and they react little to the last word: "
+    "the largest change of any weight from `it` to `animal` or to `street` between the two "
+    f"sentences is {change:.3f} (layer {gap_at[0] + 1}, head {gap_at[1] + 1}: "
+    f"{rows['tired'][gap_at][key_index[gap_key]]:.3f} on `{gap_key}` with \"tired\", "
+    f"{rows['wide'][gap_at][key_index[gap_key]]:.3f} with \"wide\"). One random head "
+    f"(layer {best[0] + 1}, head {best[1] + 1}) even puts "
     f"{rows['tired'][best][animal]:.0%} of its weight on `animal` with \"tired\" and "
     f"{rows['wide'][best][animal]:.0%} with \"wide\": shown alone with the \"tired\" sentence "
     "it would look like coreference resolution; the contrast with \"wide\" exposes it as an "
@@ -338,9 +398,10 @@ display(Markdown(
 # %% [markdown] slideshow={"slide_type": "-"}
 # In the first layer the heads *cannot* react: the query of `it` is computed from the
 # embedding of `it` and its position only, and the two sentences differ only in the last key,
-# which changes the normalisation but not the ratio of any two other weights. Resolving the pronoun needs (1) an
-# earlier layer that moves information from `tired`/`wide` into the position of `it`, and
-# (2) queries and keys trained so that "tired" seeks animate things and "wide" seeks places.
+# which changes the normalisation but not the ratio of any two other weights. Resolving the
+# pronoun needs (1) an earlier layer that moves information from `tired`/`wide` into the
+# position of `it`, and (2) queries and keys trained so that "tired" seeks animate things and
+# "wide" seeks places.
 
 # %% slideshow={"slide_type": "-"}
 ratio = {ending: row[0, :, animal] / row[0, :, street] for ending, row in rows.items()}

@@ -28,17 +28,22 @@
 #   why the paper says it makes perplexity worse and BLEU better; then whether our own run
 #   shows it, against a twin trained without smoothing;
 # - how to run a real training with the package, watch it live, and read its curves back from
-#   the run's JSON-lines log.
+#   the run's JSON-lines log;
+# - how a step of about 25,000 target tokens fits on one GPU: **gradient accumulation**, shown
+#   to give exactly the gradient of the large batch, and **bf16**, what it keeps and what it
+#   loses, measured on the trained model.
 #
 # Two profiles decide the size of the run (`transformer.apps.profiles`): **cpu** trains a small
 # model for a fixed number of steps (a few minutes on a 2-core machine; the training cell
 # prints how long it took here), **gpu** trains the paper's base model on Multi30k. The first
 # line of output says which one produced the outputs stored in this notebook.
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "subslide"}
+import inspect
 import math
 import textwrap
 import time
+from collections import Counter
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -52,13 +57,15 @@ from transformer.apps.profiles import banner, resolve_profile
 from transformer.apps.recipes import RECIPES
 from transformer.apps.viz import save_figure
 from transformer.data import padding_fraction
-from transformer.data.batching import token_batches
+from transformer.data.batching import Ragged, collate, token_batches
+from transformer.engine.batch_size import measured_batch_size
 from transformer.engine.bleu import sacrebleu_score
 from transformer.engine.evaluate import evaluate_loss, translate
+from transformer.engine.loss import loss_sum
 from transformer.engine.runtime import display_path, move_batch
 from transformer.engine.schedule import WARMUP_STEPS, build_scheduler, transformer_lr
-from transformer.engine.train import build_model_config
-from transformer.model import Transformer
+from transformer.engine.train import TrainConfig, Trainer, build_model_config
+from transformer.model import Transformer, TransformerConfig
 
 PROFILE = resolve_profile()  # "cpu" or "gpu": see the first line of output
 
@@ -105,9 +112,9 @@ assert specials == {"pad": 0, "bos": 1, "eos": 2, "unk": 3}  # what TransformerC
 # Here are three training pairs and the pieces BPE cuts them into. The `▁` marks a piece that
 # starts a new word (it stands for the space in front of it), which is how `decode` puts the
 # spaces back. Punctuation marks are pieces of their own, cut off before BPE learns its merges:
-# otherwise `Büsche.`, `Büsche,` and `Büsche` would take three entries of the vocabulary. On
-# Multi30k German → English this one change raised the cpu profile's test BLEU by about 3 points
-# (beam 4) at the same number of training steps.
+# otherwise `Büsche.`, `Büsche,` and `Büsche` would be three different strings to learn, and
+# frequent ones would take entries of the vocabulary of their own. The last lines count how
+# many words of the training text occur both bare and with punctuation glued on.
 
 # %% slideshow={"slide_type": "subslide"}
 src_train, tgt_train = dataset.texts("train")
@@ -119,11 +126,19 @@ for i in (0, 1, 2):
         assert tokenizer.decode(tokenizer.encode(text)) == text  # the round trip is exact
     print()
 
+# split at spaces only: how many words would come in several glued-on punctuation variants?
+forms = Counter(w for text in src_train + tgt_train for w in text.split())
+glued = sorted((w for w in forms if len(w) > 1 and w[-1] in ".,;:!?" and w[:-1] in forms),
+               key=forms.get, reverse=True)
+print(f"training text split at spaces only: {len(forms):,} distinct strings; {len(glued):,} of "
+      f"them are a word that also occurs bare, with punctuation glued on, e.g. "
+      + ", ".join(f"{w!r} ({forms[w]:,}×)" for w in glued[:3]))
+
 # %% [markdown] slideshow={"slide_type": "-"}
 # How much of the vocabulary does each language use? The merges were learnt on both sides at
 # once, so many pieces (names, numbers, punctuation, shared word stems) serve both languages.
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "-"}
 examples = dataset.examples("train")  # subword ids without specials, after filtering
 src_ids = np.concatenate([np.asarray(s) for s, _ in examples])
 tgt_ids = np.concatenate([np.asarray(t) for _, t in examples])
@@ -208,13 +223,22 @@ fig.tight_layout()
 save_figure(fig, "06_padding")
 plt.show()
 
+# %% slideshow={"slide_type": "-"}
+run_budget = RECIPES[f"notebook-{PROFILE}"].train["max_tokens"]
+rnd, srt = padding["random: padding %"], padding["bucketed: padding %"]
+run_random = 100 * pad_share(token_batches(src_len, tgt_len, run_budget, shuffled))
+run_sorted = 100 * pad_share(token_batches(src_len, tgt_len, run_budget, by_length))
+display(Markdown(
+    f"With random batches {rnd.min():.0f}–{rnd.max():.0f}% "
+    "of every tensor is padding: that share of the compute of each step is thrown away, and "
+    f"each batch holds that many fewer sentences. Sorting by length brings the waste down to "
+    f"{run_sorted:.1f}% at the {run_budget:,}-token budget of this notebook's run (random order: "
+    f"{run_random:.1f}%). It grows with the budget, to {srt.iloc[-1]:.1f}% at "
+    f"{budgets[-1]:,} tokens, because one big batch spans more different target lengths. "
+    "Sorting alone would feed the model all the short sentences first, so the package "
+    "shuffles the *order of the batches* every epoch."))
+
 # %% [markdown] slideshow={"slide_type": "-"}
-# With random batches about half of every tensor is padding: half the compute of each step
-# would be thrown away, and each batch holds half as many sentences. Sorting by length brings
-# the waste down to a few percent. (It grows with the budget because one big batch spans more
-# different target lengths.) Sorting alone would feed the model all the short sentences first,
-# so the package shuffles the *order of the batches* every epoch.
-#
 # **Takeaway:** batch by token count, grouped by length: every step costs about the same and
 # almost all of it is spent on real tokens.
 
@@ -292,16 +316,32 @@ fig.tight_layout()
 save_figure(fig, "06_lr_schedule")
 plt.show()
 
+# %% slideshow={"slide_type": "-"}
+def schedule_of(profile):
+    """(d_model, warm-up steps, rate scale, peak rate, step limit) of a profile's recipe."""
+    cfg = RECIPES[f"notebook-{profile}"].config()
+    d_model = TransformerConfig.from_preset(cfg.preset, **cfg.model).d_model
+    peak = transformer_lr(cfg.warmup, d_model, cfg.warmup, cfg.lr_scale)
+    return d_model, cfg.warmup, cfg.lr_scale, peak, cfg.max_steps
+
+
+cpu_d, cpu_warm, cpu_scale, cpu_peak, cpu_steps = schedule_of("cpu")
+gpu_d, gpu_warm, gpu_scale, gpu_peak, _ = schedule_of("gpu")
+ends = [lr[-1] for lr in curves.values()]
+display(Markdown(
+    "On the left: a longer warm-up peaks later and lower, a wider model (big) runs at a lower "
+    f"rate throughout, and all curves end close together, between {min(ends) * 1e4:.1f} and "
+    f"{max(ends) * 1e4:.1f} × 10⁻⁴, after 100k steps. On the right: the cpu profile's run "
+    f"stops after {cpu_steps:,} steps, so with the paper's {WARMUP_STEPS:,} warm-up steps it "
+    f"would never leave the ramp. It keeps the formula and shortens the warm-up to "
+    f"{cpu_warm:,} steps (rate × {cpu_scale:g}); its narrower model (d_model {cpu_d}) raises "
+    f"the peak by the same formula, to {cpu_peak:.1e}. The gpu profile trains the base model "
+    f"(d_model {gpu_d}) on Multi30k with a warm-up of {gpu_warm:,} steps at rate × "
+    f"{gpu_scale:g}: a peak of {gpu_peak:.1e} at step {gpu_warm:,}"
+    + (", the left panel's thick curve, the paper's own schedule." if
+       (gpu_d, gpu_warm, gpu_scale) == (512, WARMUP_STEPS, 1.0) else ".")))
+
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# On the left: a longer warm-up peaks later and lower, a wider model (big) runs at a lower rate
-# throughout, and all curves end close together, around 1–2 × 10⁻⁴, after 100k steps. On the
-# right: a CPU run lasts only a few hundred steps, so with the paper's 4000 warm-up steps it
-# would never leave the ramp. The notebook run (cpu profile) keeps the formula and shortens the
-# warm-up to 400 steps; its narrower model (d_model 128) raises the peak by the same formula.
-# (The gpu profile trains the base model on Multi30k with a 1000-step warm-up at half the
-# paper's rate: the same peak, 7 × 10⁻⁴, as the left panel's thick curve, reached four times
-# sooner, because Multi30k is 150 times smaller than WMT14.)
-#
 # **Takeaway:** the schedule is a linear ramp to a peak at `step = warmup_steps`, of height
 # $(d_\text{model} \cdot \mathit{warmup\_steps})^{-1/2}$, then an inverse-square-root decay.
 
@@ -437,7 +477,7 @@ assert table3_ls.loc["base", "BLEU (dev)"] > table3_ls.loc["D3", "BLEU (dev)"]
 #
 # `transformer.apps.notebook.notebook_run()` trains the notebook's model with the package's engine
 # (`transformer.engine.train.train`: token-budget batches, Adam with the schedule above, label
-# smoothing, dropout, a validation pass every few hundred steps, checkpoints) and returns it.
+# smoothing, dropout, a validation pass every `eval_every` steps, checkpoints) and returns it.
 # Its settings depend on the profile. Both are *recipes* of `transformer/apps/recipes.py`
 # (`notebook-cpu`, `notebook-gpu`), the one table of named runs, where each setting's reasons
 # are written beside it. The table below is built from them (the paper's base model: dropout
@@ -459,16 +499,28 @@ def recipe_row(profile):
 
 display(Markdown("| profile | model | dropout | label smoothing | batches | schedule | stops after |\n"
                  "|---|---|---|---|---|---|---|\n" + "\n".join(map(recipe_row, ("cpu", "gpu")))))
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Everything the run does is written to its run directory under `runs/` (git-ignored, or the
-# folder named by `TRANSFORMER_RUNS_DIR`):
-# `config.json`, `log.jsonl` (one JSON object per logged step and per validation),
-# `checkpoints/`, `summary.json`. A **finished run is reused**: executing this cell again loads
-# it instead of training again (pass `retrain=True` to start afresh). On the gpu profile an
-# interrupted run resumes from its last checkpoint.
+# folder named by `TRANSFORMER_RUNS_DIR`): `config.json`, `log.jsonl` (one JSON object per
+# logged step and per validation), `checkpoints/`, `summary.json`. A **finished run is
+# reused**: executing this cell again loads it instead of training again (pass `retrain=True`
+# to start afresh). On the gpu profile an interrupted run resumes from its last checkpoint.
 #
-# The progress bar shows the step, the running loss (label-smoothed, nats per target token),
-# the learning rate and the throughput in target tokens per second.
+# When the run trains, its first line describes the batch of one optimizer step in the
+# engine's words. A **rank** is one training process; with several GPUs there is one per GPU,
+# each with its own share of the data, and "per step and rank" means "what each process does
+# for one optimizer step". A **micro-batch** is what one rank puts through the model at once:
+# at most `max_tokens` source and at most `max_tokens` target positions, padding included.
+# **Accumulation** means running several micro-batches forward and backward, adding up their
+# gradients, and only then taking one optimizer step. On the cpu profile "1 micro-batch(es) of
+# <= 1024 tokens per step and rank" says the run takes a step after every micro-batch, and
+# "N per epoch" counts the micro-batches in one pass over the training data.
+# [Fitting 25,000 tokens on one GPU](#fitting-25000-tokens-per-step-on-one-gpu--梯度累积与-bf16)
+# below shows why accumulating gives the gradient of one big batch.
+#
+# Then a progress bar shows the step, the running loss (label-smoothed, nats per target
+# token), the learning rate and the throughput in target tokens per second.
 
 # %% slideshow={"slide_type": "subslide"}
 recipe = RECIPES[f"notebook-{PROFILE}"]
@@ -476,8 +528,9 @@ print(f"recipe notebook-{PROFILE}: {recipe.what}")
 print(textwrap.fill(f"why: {recipe.why}", 100, subsequent_indent="     "))
 print("settings: " + ", ".join(f"{k}={v}" for k, v in recipe.train.items()))
 if PROFILE == "gpu":
-    print("gpu profile: the base model trains until the validation loss stops improving "
-          "(at most 30 minutes); this happens only once, later runs reuse it.")
+    print(f"gpu profile: the base model trains until the validation loss stops improving "
+          f"(at most {recipe.config().time_budget:g} minutes); this happens only once, later "
+          "runs reuse it.")
 t0 = time.perf_counter()
 run = notebook.notebook_run()
 elapsed = time.perf_counter() - t0
@@ -564,8 +617,9 @@ plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # What to look for: the loss drops fast while the learning rate ramps up, then more slowly; the
-# validation loss follows the training loss (no over-fitting yet in so short a run; on the gpu
-# profile it eventually turns up, and training stops). The throughput curve shows what the
+# validation loss follows the training loss (no over-fitting yet in so short a run; a longer
+# run that sees the data many times would see it turn up, and the gpu profile's early
+# stopping would end the run there). The throughput curve shows what the
 # machine delivered: the regular dips are the validation passes, whose time falls into the
 # window of the next record; on a shared machine it also wobbles with the other jobs. The time
 # budget is checked at every logged step, so a run can overshoot it by a few steps.
@@ -596,6 +650,180 @@ display(Markdown(
     "unless the time budget cuts the run short, which the training cell would say."))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
+# ## Fitting 25,000 tokens per step on one GPU | 梯度累积与 bf16
+#
+# The paper's step holds about 25,000 target tokens (and as many source tokens), spread over 8
+# GPUs, about 3,100 on each. Backpropagation keeps every layer's activations until the backward
+# pass, and their memory grows with the tokens of a batch, so one GPU may not hold 25,000 at
+# once. Two tools make it fit, and the package's trainer uses both on a GPU.
+#
+# **Gradient accumulation.** The loss of a step is the mean per-token loss over all its target
+# tokens, and a sum can be computed in pieces. Cut the step into k micro-batches, backpropagate
+# each one's *summed* loss divided by the target-token count of the *whole step*, and let
+# PyTorch add the gradients up (`.backward()` adds into each parameter's `.grad` until it is
+# zeroed); then take one optimizer step. That is what `Trainer.step` in
+# `transformer/engine/train.py` does: `scale = 1.0 / n_tokens`, with `n_tokens` the target
+# tokens of all the step's micro-batches. The result is the large batch's gradient, not an
+# approximation; it costs time (k passes one after another), not memory. First, what the
+# package plans for the paper's batch on Multi30k, with its default cap on a micro-batch:
+
+# %% slideshow={"slide_type": "subslide"}
+paper_batch = TrainConfig()  # the defaults are the paper's: 25,000 target tokens per step
+for world in (1, 8):
+    plan = measured_batch_size(dataset, paper_batch.tokens_per_step, world,
+                               paper_batch.max_tokens)
+    print(f"{world} GPU(s): {plan.describe()}")
+step_code = inspect.getsource(Trainer.step)  # the trainer's own normalisation, quoted above
+assert "scale = 1.0 / n_tokens" in step_code and "(loss * scale).backward()" in step_code
+
+# %% [markdown] slideshow={"slide_type": "-"}
+# Now the check: a tiny model (the package's `tiny` preset, dropout off so that both
+# computations see the same network), 32 training pairs, and the gradient of their mean
+# per-token loss computed three ways: as one batch; as 4 micro-batches of 8 pairs, scaled as
+# the trainer scales them; and, for contrast, as the average of the 4 micro-batches' own mean
+# losses, which weights a token of a short micro-batch more than one of a long micro-batch.
+
+# %% slideshow={"slide_type": "-"}
+torch.manual_seed(0)
+toy_config = TransformerConfig.from_preset("tiny", src_vocab_size=tokenizer.vocab_size,
+                                           tgt_vocab_size=tokenizer.vocab_size, dropout=0.0)
+toy = Transformer(toy_config)
+picked = np.random.default_rng(0).choice(len(examples), 32, replace=False)
+picked = picked[np.argsort(tgt_len[picked], kind="stable")]  # similar lengths together
+pair_src = Ragged.from_lists([examples[i][0] for i in picked])
+pair_tgt = Ragged.from_lists([examples[i][1] for i in picked])
+whole = collate(np.arange(len(picked)), pair_src, pair_tgt)
+K = 4
+micro = [collate(rows, pair_src, pair_tgt) for rows in np.array_split(np.arange(len(picked)), K)]
+step_tokens = sum(b.n_tgt_tokens for b in micro)
+assert step_tokens == whole.n_tgt_tokens
+
+
+def gradient(batches, weight):
+    """All parameters' gradients after backpropagating weight(b) * (summed loss of b) for b."""
+    toy.zero_grad(set_to_none=True)
+    for b in batches:
+        (loss_sum(toy(b.src, b.tgt_in), b.tgt_out, toy_config) * weight(b)).backward()
+    return torch.cat([p.grad.flatten() for p in toy.parameters() if p.grad is not None])
+
+
+g_batch = gradient([whole], lambda b: 1 / whole.n_tgt_tokens)
+g_accumulated = gradient(micro, lambda b: 1 / step_tokens)  # Trainer.step's scaling
+g_mean_of_means = gradient(micro, lambda b: 1 / (K * b.n_tgt_tokens))
+diff_acc = (g_accumulated - g_batch).abs().max().item()
+diff_means = (g_mean_of_means - g_batch).abs().max().item()
+print(f"tiny model: N={toy_config.n_layers}, d_model={toy_config.d_model}, "
+      f"{toy.num_parameters():,} parameters, dropout {toy_config.dropout:g}")
+print(f"one batch of {len(picked)} pairs: {whole.n_tgt_tokens} target tokens, "
+      f"target tensor padded to {tuple(whole.tgt_out.shape)}")
+print(f"{K} micro-batches: {[b.n_tgt_tokens for b in micro]} target tokens, padded to "
+      + ", ".join(str(tuple(b.tgt_out.shape)) for b in micro))
+print(f"largest gradient entry (one batch): {g_batch.abs().max():.3g}")
+print(f"max |difference| from one batch: accumulated {diff_acc:.1e}, "
+      f"mean of the micro-batch means {diff_means:.1e}")
+assert torch.allclose(g_accumulated, g_batch, rtol=1e-4, atol=1e-7)  # float32 rounding only
+assert diff_means > 1000 * diff_acc
+
+# %% slideshow={"slide_type": "-"}
+padded_whole = whole.tgt_out.numel()
+padded_micro = sum(b.tgt_out.numel() for b in micro)
+display(Markdown(
+    f"Accumulated over {K} micro-batches, the gradient differs from the one-batch gradient by "
+    f"at most {diff_acc:.1e}, against entries up to {g_batch.abs().max():.2g}: float32 "
+    "rounding, from adding the same numbers in another order. Averaging the micro-batches' "
+    f"own means instead is off by up to {diff_means:.1e}: a different gradient, not a "
+    "rounding error. Each micro-batch is also padded only to its own longest sentence: "
+    f"{padded_micro} target positions in all instead of {padded_whole}."))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **bf16.** A float32 number has 1 sign bit, 8 exponent bits, which set its range, and 23
+# mantissa bits, which set its precision (about 7 significant decimal digits). **bfloat16**
+# ("brain floating point", from Google Brain) keeps the sign and all 8 exponent bits and cuts
+# the mantissa to 7 bits: the range of float32 with 2 to 3 significant digits. float16 splits
+# its 16 bits the other way, 5 exponent and 10 mantissa bits: more precise than bf16, but its
+# largest value is 65,504, so float16 training must rescale the loss to keep gradients from
+# overflowing or vanishing, and bf16 training need not. On GPUs that have it (NVIDIA's since
+# the A100), a 16-bit matrix product runs on tensor cores many times faster than in float32,
+# and the activations kept for the backward pass take half the memory. `torch.finfo` gives
+# each format's numbers; the last lines round four values into each format.
+
+# %% slideshow={"slide_type": "-"}
+# NBVAL_CHECK_OUTPUT
+formats = {"float32": (torch.float32, 8, 23), "bfloat16": (torch.bfloat16, 8, 7),
+           "float16": (torch.float16, 5, 10)}
+rows = []
+for name, (dtype, exponent_bits, mantissa_bits) in formats.items():
+    info = torch.finfo(dtype)
+    assert info.bits == 1 + exponent_bits + mantissa_bits and info.eps == 2.0**-mantissa_bits
+    rows.append({"format": name, "bits": info.bits, "exponent bits": exponent_bits,
+                 "mantissa bits": mantissa_bits, "eps (1 to next number)": info.eps,
+                 "largest": info.max, "smallest normal": info.tiny})
+print(pd.DataFrame(rows).set_index("format").to_string(float_format="{:.3g}".format))
+exact = [1 / 3, 1 + 1 / 256, 70_000.0, 1e-6]  # Python floats (64 bits)
+values = torch.tensor(exact, dtype=torch.float64)
+print("\nvalue:    " + "".join(f"{x:>14.8g}" for x in exact))
+for name, (dtype, _, _) in formats.items():
+    print(f"{name + ':':<10}" + "".join(f"{x:>14.8g}" for x in values.to(dtype).double().tolist()))
+as_bf16, as_fp16 = values.to(torch.bfloat16).double(), values.to(torch.float16).double()
+assert as_bf16[1] == 1 and as_bf16[2] == 70_144 and torch.isinf(as_fp16[2])  # quoted below
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# bf16 rounds 1 + 1/256 to 1 and 1/3 to its third digit, but keeps 70,000 in range (as
+# 70,144), where float16 overflows to infinity. Under
+# `torch.autocast(..., dtype=torch.bfloat16)` the weights stay float32: autocast runs matrix
+# products in bf16 and leaves some precision-sensitive operations in float32 (PyTorch keeps a
+# list per device). The package trains this way on GPUs
+# (`TrainConfig.amp`), computes the loss from `logits.float()` (`transformer/engine/loss.py`)
+# and lets Adam update float32 weights, so that small updates are not rounded away. What does
+# bf16 change in the trained model's predictions? One validation batch, both ways:
+
+# %% slideshow={"slide_type": "-"}
+probe = dataset.batches("val", 2000, shuffle=False)
+probe = probe[len(probe) // 2]
+with torch.no_grad():
+    logits32 = run.model(probe.src, probe.tgt_in).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits16 = run.model(probe.src, probe.tgt_in)
+real = probe.tgt_out != run.model.config.pad_id
+gap = (logits16.float() - logits32)[real].abs()
+same = (logits16.float().argmax(-1) == logits32.argmax(-1))[real]
+top2 = logits32.topk(2, dim=-1).values
+margin = (top2[..., 0] - top2[..., 1])[real]  # float32's lead of its top token over the next
+nll32, nll16 = (F.cross_entropy(x.float()[real], probe.tgt_out[real]).item()
+                for x in (logits32, logits16))
+print(f"validation batch: {int(real.sum()):,} target tokens; weights "
+      f"{next(run.model.parameters()).dtype}, logits under autocast {logits16.dtype}")
+print(f"|logit bf16 - float32|: mean {gap.mean():.4f}, max {gap.max():.3f} "
+      f"(float32 logits: standard deviation {logits32[real].std():.2f})")
+print(f"top-1 token the same at {int(same.sum()):,} of {len(same):,} positions "
+      f"({100 * same.float().mean():.1f}%)")
+if (~same).any():
+    print(f"float32's lead of its top token over the second: mean {margin[~same].mean():.3f} "
+          f"where the two disagree, median {margin.median():.3f} over all positions")
+print(f"NLL per target token: float32 {nll32:.4f}, bf16 {nll16:.4f}")
+assert same.float().mean() > 0.97 and abs(nll16 - nll32) < 0.05
+
+# %% slideshow={"slide_type": "-"}
+flipped = int((~same).sum())
+near_ties = flipped == 0 or margin[~same].mean() < margin.median() / 4
+display(Markdown(
+    f"bf16 moves the logits by {gap.mean():.4f} on average, changes the top token at "
+    f"{flipped} of {len(same):,} positions and the loss per token by {abs(nll16 - nll32):.1e}. "
+    + (f"Where the top token changed, float32 had put its top two tokens "
+       f"{margin[~same].mean():.3f} apart on average, against a median lead of "
+       f"{margin.median():.2f}: near-ties, which any rounding can tip. " if flipped else "")
+    + ("bf16's rounding is small next to the differences the model has learnt between "
+       "tokens." if near_ties else "Some of the changed tokens were not near-ties: look at "
+       "them before trusting bf16 on this model.")))
+
+# %% [markdown] slideshow={"slide_type": "-"}
+# **Takeaway:** gradient accumulation computes exactly the gradient of a batch too big for
+# memory, paying in time; bf16 keeps float32's range, gives up most of its precision (7
+# mantissa bits instead of 23), and so halves memory and speeds up matrix products while
+# changing only near-tied predictions. Together they let one GPU take the paper's
+# 25,000-token steps.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Label smoothing, measured | 标签平滑的实测
 #
 # Section 5.4 says smoothing "hurts perplexity ... but improves accuracy and BLEU score", and
@@ -603,7 +831,11 @@ display(Markdown(
 # the same recipe, data order and seed, with ε_ls = 0 as the only change
 # (`notebook.notebook_run(model={"label_smoothing": 0.0})`, in a run directory of its own, reused
 # once it exists), and score both on the whole validation set: perplexity (always unsmoothed,
-# exp of the negative log-likelihood per target subword) and greedy sacreBLEU. To see *why*
+# exp of the negative log-likelihood per target subword) and greedy sacreBLEU (BLEU, the
+# n-gram overlap of the translations with the references, as the standard `sacrebleu` tool
+# counts it on plain text;
+# [notebook 07](07_results.ipynb#three-ways-to-count-bleu--bleu-的三种算法) compares the ways
+# of counting it). To see *why*
 # perplexity moves, we also measure how much probability each model gives its own top choice,
 # averaged over the validation tokens: smoothing should make the model less sure.
 
@@ -665,15 +897,24 @@ display(Markdown(
     + ("better with smoothing, as the paper says" if bleu_gain > 0 else
        "not better with smoothing here, so this run does **not** reproduce the paper's BLEU "
        "gain") + ". This is one pair of runs: how much of the gap is the noise of training "
-    "only more seeds can tell (exercise 4; notebook 07's small Table 3 shows how far seeds "
-    "scatter on another task). The paper's own gap is 0.5 BLEU (25.3 → 25.8), also from one "
-    "run each."))
+    "only more seeds can tell ([exercise 4](#exercises--练习); "
+    "[notebook 07's small Table 3](07_results.ipynb#table-3-at-cpu-scale--表-3-的小规模重跑) "
+    "shows how far seeds scatter on another task). The paper's own gap is 0.5 BLEU "
+    "(25.3 → 25.8), also from one run each."))
+
+# %% [markdown] slideshow={"slide_type": "-"}
+# **Takeaway:** to test a claim like Section 5.4's, change one setting and keep the recipe,
+# data order, seed and step count; then read confidence, perplexity and BLEU separately:
+# smoothing acts on the first directly and on the others only through it.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises | 练习
 #
 # 1. Compute the loss floor $H(q)$ for ε = 0.1 with V = 37,000 (the paper's vocabulary). Does the
 #    floor grow or shrink with V, and why?
 # 2. Set `warmup=4000` in the `notebook-cpu` recipe (`transformer/apps/recipes.py`) and retrain
-#    (`notebook.notebook_run(retrain=True)`). How far does the loss get in the same number of steps, and why?
+#    (`notebook.notebook_run(retrain=True)`). How far does the loss get in the same number of
+#    steps, and why?
 # 3. Re-run the padding measurement with batches sorted by *target* length only. Which side's
 #    padding grows?
 # 4. Add a third run to the label-smoothing comparison with ε_ls = 0.2 (Table 3, row D4):
@@ -681,3 +922,8 @@ display(Markdown(
 #    another `seed` (a `TrainConfig` field): which differences keep their sign?
 # 5. The paper's batches hold about 25,000 target tokens. How many of our Multi30k training
 #    pairs is that, and how many such steps make one epoch?
+# 6. Repeat the gradient-accumulation check with `dropout=0.1` in the tiny model (seed each
+#    computation the same way). Why do the gradients no longer agree, and why does that not
+#    make accumulation wrong?
+# 7. Run the bf16 comparison with `dtype=torch.float16` in `torch.autocast`. Do the logits
+#    change more or less than with bf16, and which of the formats' numbers above explains it?

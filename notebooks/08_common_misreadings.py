@@ -28,6 +28,8 @@
 #
 # The habit to take away: test a component by what it must guarantee (causality, invariance to
 # padding, rows summing to one, shapes for `T_q ≠ T_k`, ...), not by reading it and nodding.
+# (*Padding*: filler tokens that make the sentences of a batch equally long; `T_q` and `T_k`:
+# the number of queries and of keys, which differ when a decoder attends to the encoder.)
 
 # %% slideshow={"slide_type": "-"}
 import copy
@@ -91,7 +93,7 @@ def check_causal(self_attention):
 
 
 def check_first_position(self_attention):
-    """Decoder position 0 (the BOS input) must see itself: a finite output that depends on it."""
+    """Decoder position 0 (BOS, the start token) sees itself: a finite output that depends on it."""
     x = torch.randn(1, 6, 16, dtype=torch.float64, requires_grad=True)
     y = self_attention(x)
     assert torch.isfinite(y).all(), "non-finite outputs: a query with no visible key"
@@ -223,7 +225,8 @@ verdict("decoder self-attention without mask", check_causal, no_mask, package_ca
 # Notes often say the decoder at position `i` may use positions `< i`. The mask must include
 # `i` itself (`≤ i`): the input at position `i` is the previous output token, the one the
 # prediction most depends on. With a strict mask the first query has no key at all: with `-∞`
-# its softmax is `0/0 = NaN`, which then spreads to the loss. The package returns zeros for a
+# its softmax is `0/0 = NaN` (*not a number*, the floating-point result of an undefined
+# operation), which then spreads to the loss. The package returns zeros for a
 # query with no visible key, so there the error is silent: position 0 outputs nothing at all.
 # The check asks what must hold: the first position sees itself.
 
@@ -282,10 +285,12 @@ verdict("softmax over queries, causal decoder", check_causal, causal_softmax_ove
 # ## 5. Dividing by d_k, or not dividing at all | 除以 d_k 或不缩放
 #
 # [Notebook 02, "Why divide by √d_k"](02_attention.ipynb#why-divide-by-d_k--为什么除以-d_k)
-# measured why the factor is `1/√d_k`: it keeps the scores at unit variance. One
-# set of notes drops it altogether (softmax saturates, gradients vanish); dividing by `d_k`
-# instead shrinks the scores to variance `1/d_k` and flattens attention towards uniform. The
-# check reads the spread of the log-weights, which equals the spread of the scaled scores.
+# measured why the factor is `1/√d_k`: it keeps the scores at unit variance. One set of notes
+# drops it altogether: at large `d_k` the scores' variance grows to `d_k` and the softmax
+# *saturates* (one weight near 1, the rest near 0, and gradients through it near zero);
+# dividing by `d_k` instead shrinks the scores to variance `1/d_k` and flattens attention
+# towards uniform. The check reads the spread of the log-weights, which equals the spread of
+# the scaled scores.
 
 # %% slideshow={"slide_type": "-"}
 def divide_by_dk(q, k, v, mask=None):
@@ -427,7 +432,8 @@ verdict("Q = K = V without projections", check_not_stuck_on_self, no_projections
 #
 # The formula indexes **pairs** of dimensions: dimensions `2i` and `2i+1` share the frequency
 # `10000^(-2i/d)`. Notes that describe `i` as "the dimension" invite three variants, plus a
-# fourth seen in one note, which sums the sines into one number per position.
+# fourth seen in one note, which sums the sines into one number per position, and a fifth that
+# looks like a harmless simplification: sines only.
 #
 # | variant | what it does | verdict |
 # |---|---|---|
@@ -435,6 +441,7 @@ verdict("Q = K = V without projections", check_not_stuck_on_self, no_projections
 # | exponent `i/d` instead of `2i/d` (pair index `i`) | frequencies from `1` down to `10000^(-1/2)` only | a valid sinusoidal code, **not the paper's**: at `d = 512` the longest wavelength is about 620 positions instead of about 60,600 |
 # | loop over dimensions `j`, exponent `2j/d`, cosine with `2(j+1)/d` | sine and cosine of a pair get different frequencies, and the highest ones vanish | **wrong**: the relative-offset property is lost |
 # | `Σ_i sin(pos / 10000^(2i/d))` | one scalar per position | **wrong**: not a vector, no cosines |
+# | a sine in every dimension, no cosines | position 0 becomes the zero vector; no linear map shifts positions by `k` | **wrong**: [notebook 04, "Why sines and cosines in pairs"](04_positional_encoding.ipynb#why-sines-and-cosines-in-pairs--为什么正弦与余弦要成对) measures the failure |
 
 # %% slideshow={"slide_type": "subslide"}
 def pe_halves(n, d):
@@ -463,6 +470,11 @@ def pe_scalar_sum(n, d):
     return (pos / 10000 ** (2 * torch.arange(d // 2) / d)).sin().sum(-1)
 
 
+def pe_sines_only(n, d):
+    pos = torch.arange(n, dtype=torch.float64)[:, None]
+    return (pos / 10000 ** (torch.arange(d, dtype=torch.float64) / d)).sin()  # no cosines
+
+
 verdict("PE: sin/cos halves", check_pe_matches_paper, pe_halves, sinusoidal_table)
 interleave = torch.arange(16).view(2, 8).T.flatten()  # column order 0, 8, 1, 9, ...
 torch.testing.assert_close(pe_halves(50, 16)[:, interleave].float(), sinusoidal_table(50, 16))
@@ -481,6 +493,8 @@ assert round(2 * math.pi * 10000 ** (510 / 512), -2) == 60_600
 
 verdict("PE: per-dimension loop", check_pe_relative, pe_dimension_loop, sinusoidal_table)
 verdict("PE: sum of sines", check_pe_matches_paper, pe_scalar_sum, sinusoidal_table)
+verdict("PE: sines only", check_pe_relative, pe_sines_only, sinusoidal_table)
+assert pe_sines_only(5, 16)[0].abs().max() == 0  # position 0 is the zero vector
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 12. Learned positions sized by the vocabulary | 按词表大小建位置表
@@ -507,7 +521,9 @@ verdict("position table sized by the vocabulary", check_any_batch_length,
 #
 # A comparison table in one set of notes lists the encoder-decoder attention as "no mask". It
 # needs no *causal* mask, but it does need the source **padding** mask: otherwise the
-# translation of a sentence depends on how many padding tokens its batch happened to need.
+# translation of a sentence depends on how many padding tokens its batch happened to need. The
+# check compares the decoder's *logits* (its scores for every possible next word, before the
+# softmax) with and without padding.
 
 # %% slideshow={"slide_type": "-"}
 config = TransformerConfig.from_preset("tiny", dropout=0.0)
@@ -536,9 +552,10 @@ verdict("no padding mask in cross-attention", check_padding_invisible,
 #
 # Post-norm (the paper) ends every sub-layer with a LayerNorm, so the stack's output is
 # normalised. Pre-norm normalises the *input* of each sub-layer and leaves the residual stream
-# itself growing with depth; it needs one extra LayerNorm at the end of each stack. Forgetting
-# it (easy when converting a post-norm implementation) feeds an un-normalised, depth-dependent
-# scale to the decoder and the output layer.
+# (the running sum `x + Sublayer(x) + …` that each layer adds to) itself growing with depth;
+# it needs one extra LayerNorm at the end of each stack. Forgetting it (easy when converting a
+# post-norm implementation) feeds an un-normalised, depth-dependent scale to the decoder and
+# the output layer.
 
 # %% slideshow={"slide_type": "-"}
 def check_stack_output_normalised(transformer):
@@ -589,8 +606,8 @@ verdict("hand-computed softmax", check_quoted_weights, [0.62, 0.10, 0.28],
 # | the Transformer uses convolutional networks as its building block | Section 2 names ByteNet and ConvS2S as convolutional predecessors; the Transformer has neither recurrence nor convolution |
 # | attention scores are `vᵀ tanh(W₁Q + W₂K + b)` | that is additive (Bahdanau) attention, which the paper mentions as the alternative it did *not* use; the Transformer uses scaled dot products |
 # | an RNN needs `O(1)` memory | at inference it keeps one state; training must store a state per step: [notebook 01, "Time and memory on this machine"](01_background.ipynb#time-and-memory-on-this-machine--实测时间与内存) measured the LSTM's activation memory growing linearly in `n` |
-# | dropout is applied to the attention weights | the paper describes dropout on each sub-layer's output and on the embedding sums (P_drop = 0.1); the package's `attn_dropout` defaults to 0 (checked below) |
-# | sinusoids let a model trained on 512 tokens run on 1024 | the table extends to any length, but the paper only says they *may* help extrapolate; [notebook 04, "Learned embeddings versus sinusoids"](04_positional_encoding.ipynb#learned-embeddings-versus-sinusoids-table-3-row-e--可学习位置嵌入与正弦编码) shows learned tables stop at `max_len`; [notebook 07, "Quality by sentence length"](07_results.ipynb#quality-by-sentence-length--按句长看质量) measures translation quality by length |
+# | dropout is applied to the attention weights | the paper describes dropout (zeroing a random fraction `P_drop` of the values during training) on each sub-layer's output and on the embedding sums (P_drop = 0.1); the package's `attn_dropout` defaults to 0 (checked below) |
+# | sinusoids let a model trained on 512 tokens run on 1024 | *run*, yes: the table extends to any length, and [notebook 04, "Learned embeddings versus sinusoids"](04_positional_encoding.ipynb#learned-embeddings-versus-sinusoids-table-3-row-e--可学习位置嵌入与正弦编码) runs a sinusoidal model past its `max_len` where a learned table raises an error. *Work*, not shown: the paper only says sinusoids *may* help extrapolate, and in [notebook 04, "Positions beyond the training length"](04_positional_encoding.ipynb#positions-beyond-the-training-length--超出训练长度的位置) small copy models trained on short sequences fail on longer sequences with sinusoidal and learned positions alike |
 # | a model without residual connections or LayerNorm (one note's "Transformer" stacks attention and linear layers only) | each sub-layer is `LayerNorm(x + Sublayer(x))`; [notebook 05, "Residual connections and LayerNorm"](05_full_model.ipynb#residual-connections-and-layernorm-post-norm-vs-pre-norm--残差连接与层归一化后置与前置) shows how much the normalisation placement alone changes gradients |
 # | a reference list that gets the paper's author list wrong and repeats entries dozens of times | the authors are Vaswani, Shazeer, Parmar, Uszkoreit, Jones, Gomez, Kaiser and Polosukhin (arXiv:1706.03762): check generated references against the source |
 # | the model is called 变压器 | that word is the electrical transformer; Chinese texts usually keep the English name "Transformer" |

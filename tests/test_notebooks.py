@@ -80,6 +80,20 @@ def test_headings_carry_chinese_terms(source):
     assert not bad, f"{source.name}: headings without ' | <中文术语>': {bad}"
 
 
+@pytest.mark.parametrize("source", SOURCES, ids=ids)
+def test_each_notebook_ends_with_exercises_in_markdown(source):
+    """Prose belongs in markdown cells: an Exercises section written as comments inside a code
+    cell shows as code, with no heading in the table of contents or the slides."""
+    cells = _read(source).cells
+    headings = [i for i, cell in enumerate(cells) if cell.cell_type == "markdown"
+                and re.search(r"^## Exercises \| ", cell.source, re.M)]
+    assert headings, f"{source.name}: no markdown cell with the heading '## Exercises | 练习'"
+    in_code = [i for i, cell in enumerate(cells) if cell.cell_type == "code"
+               and re.search(r"^# #+ ", cell.source, re.M)]
+    assert not in_code, (f"{source.name}: code cells {in_code} hold a Markdown heading as a "
+                         "comment; start a markdown cell with '# %% [markdown]'")
+
+
 def _execute_module():
     import importlib.util
 

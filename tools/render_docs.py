@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-PAGES = ["README.md", "docs/*.md"]
+PAGES = ["README.md", "docs/*.md", "notebooks/README.md"]
 BLOCK = re.compile(r"(<!-- rendered: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end rendered -->)",
                    re.S)
 
@@ -374,8 +374,34 @@ def wmt14_hours() -> list[str]:
     return rows
 
 
-BLOCKS = {"runs": runs_table, "headline": headline, "cpu-decoding": cpu_decoding,
-          "cpu-linear": cpu_linear, "cpu-training": cpu_training, "gpu-decoding": gpu_decoding,
+
+def stored_lines(notebook: str, pattern: str) -> list[str]:
+    """The lines of a notebook's stored outputs that match ``pattern``, in order."""
+    import nbformat
+
+    nb = nbformat.read(ROOT / "notebooks" / f"{notebook}.ipynb", as_version=4)
+    texts = [o.get("text", "") for c in nb.cells if c.cell_type == "code"
+             for o in c.get("outputs", []) if o.get("output_type") == "stream"]
+    return [line for text in texts for line in text.splitlines() if re.search(pattern, line)]
+
+
+def notebook_training() -> list[str]:
+    """What training in notebooks 06 and 07 took, as their stored outputs print it."""
+    rows = ["| notebook | what it trains | as its stored output prints it |", "|---|---|---|"]
+    for notebook, what, pattern in [
+            ("06_training", "the notebook run (English → German)", r"^trained in [0-9.]+ s"),
+            ("06_training", "its twin without label smoothing", r"^twin trained in"),
+            ("07_results", "twelve small Table 3 runs", r"^12 runs .* of training in all")]:
+        lines = stored_lines(notebook, pattern)
+        if len(lines) != 1:
+            raise SystemExit(f"error: notebooks/{notebook}.ipynb: expected one line matching "
+                             f"{pattern!r} in the stored outputs, found {len(lines)}")
+        rows.append(f"| {notebook[:2]} | {what} | `{lines[0].strip()}` |")
+    return rows
+
+BLOCKS = {"notebook-training": notebook_training, "runs": runs_table, "headline": headline,
+          "cpu-decoding": cpu_decoding, "cpu-linear": cpu_linear, "cpu-training": cpu_training,
+          "gpu-decoding": gpu_decoding,
           "gpu-test-set": gpu_test_set, "gpu-training": gpu_training, "gpu-cudnn": gpu_cudnn,
           "wmt14-hours": wmt14_hours}
 
