@@ -24,6 +24,9 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 # the stored outputs are shown as they are: nothing is executed
 nb_execution_mode = "off"
 nb_merge_streams = True
+# Markdown that code cells display (rendered sentences, tables) is parsed as MyST, like the
+# notebooks' own Markdown: CommonMark, the default, has no tables
+nb_render_markdown_format = "myst"
 myst_enable_extensions = ["dollarmath", "amsmath"]
 # GitHub-style heading anchors, so [text](07_results.ipynb#some-heading--中文) resolves
 myst_heading_anchors = 4
