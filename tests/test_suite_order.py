@@ -17,16 +17,19 @@ _spec.loader.exec_module(suite_order)
 
 def test_notebook_06_first_then_unit_tests_then_07_then_the_rest():
     ids = ["notebooks/01_background.ipynb::Cell 0", "tests/test_bleu.py::test_a",
-           "notebooks/07_results.ipynb::Cell 0", "notebooks/06_training.ipynb::Cell 0",
-           "tests/test_attention.py::test_b", "notebooks/06_training.ipynb::Cell 1",
-           "notebooks/08_common_misreadings.ipynb::Cell 0", "bench/other.py::test_c"]
+           "tests/test_viz.py::test_d", "notebooks/07_results.ipynb::Cell 0",
+           "notebooks/06_training.ipynb::Cell 0", "tests/test_attention.py::test_b",
+           "notebooks/06_training.ipynb::Cell 1", "notebooks/08_common_misreadings.ipynb::Cell 0",
+           "bench/other.py::test_c"]
     items = [SimpleNamespace(nodeid=i) for i in ids]
     suite_order.pytest_collection_modifyitems(items)
     assert [i.nodeid for i in items] == [
         "notebooks/06_training.ipynb::Cell 0", "notebooks/06_training.ipynb::Cell 1",
         "tests/test_bleu.py::test_a", "tests/test_attention.py::test_b",  # file order kept
-        "notebooks/07_results.ipynb::Cell 0", "notebooks/01_background.ipynb::Cell 0",
-        "notebooks/08_common_misreadings.ipynb::Cell 0", "bench/other.py::test_c"]
+        "notebooks/07_results.ipynb::Cell 0",
+        "tests/test_viz.py::test_d",  # from LATER_TESTS on: after 07
+        "notebooks/01_background.ipynb::Cell 0", "notebooks/08_common_misreadings.ipynb::Cell 0",
+        "bench/other.py::test_c"]
 
 
 def test_the_ordered_notebooks_exist():

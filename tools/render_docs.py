@@ -1,4 +1,4 @@
-"""Render the numbers the README and docs/ quote from the results files they come from.
+"""Render the numbers the README, docs/ and notebooks/README.md quote from their sources.
 
 A rendered block in a Markdown file sits between two comments::
 
@@ -6,7 +6,8 @@ A rendered block in a Markdown file sits between two comments::
     ... generated lines ...
     <!-- end rendered -->
 
-``python tools/render_docs.py`` rewrites every block from ``results/``;
+``python tools/render_docs.py`` rewrites every block from ``results/`` (and from the notebooks'
+stored outputs, for notebooks/README.md);
 ``python tools/render_docs.py --check`` changes nothing and exits 1 naming each stale block
 (``tests/test_docs.py`` runs the check, so a re-recorded run cannot leave a page behind).
 Each block's renderer is a function of ``BLOCKS`` that reads the results files and returns

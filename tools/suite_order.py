@@ -6,10 +6,10 @@ file and each notebook goes whole to one worker, in the order below, and a worke
 next one when it runs short of work.
 
 The order matters because of what the notebooks train.  Notebook 06 trains the notebook run
-and its twin, the two longest cells of the suite; notebook 07 evaluates the run that 06
-trains, and started early it would only wait for it.  So one worker starts 06 while the other
-runs the unit tests and then 07 (by then 06's run is on disk), and the short notebooks go to
-whichever worker is free first.  (A worker takes its next file or notebook when two tests of
+and then its twin, the two longest cells of the suite; notebook 07 evaluates the run that 06
+trains first, and started early it would only wait for it.  So one worker starts 06 while the
+other runs most of the unit tests (about as long as 06's first run trains) and then 07; the
+rest of the unit tests and the short notebooks go to whichever worker is free first.  (A worker takes its next file or notebook when two tests of
 its current one are left: 06 ends with two short cells after the twin's, so the worker
 training the twin takes nothing before the twin is done.)
 
@@ -22,11 +22,17 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import PurePosixPath
 
+# unit test files from this one on (by name) run after 07: the ones before it take about as
+# long as 06's first run trains, so 07 starts when that run is on disk
+LATER_TESTS = "tests/test_recipes.py"
 # first match wins; anything else goes last
-ORDER = ("notebooks/06_training.ipynb", "tests/", "notebooks/07_results.ipynb", "notebooks/")
+ORDER = ("notebooks/06_training.ipynb", "tests/", "notebooks/07_results.ipynb", LATER_TESTS,
+         "notebooks/")
 
 
 def _rank(nodeid: str) -> int:
+    if nodeid.startswith("tests/") and nodeid.split("::")[0] >= LATER_TESTS:
+        return ORDER.index(LATER_TESTS)
     return next((i for i, prefix in enumerate(ORDER) if nodeid.startswith(prefix)), len(ORDER))
 
 
