@@ -9,9 +9,10 @@ The order matters because of what the notebooks train.  Notebook 06 trains the n
 and then its twin, the two longest cells of the suite; notebook 07 evaluates the run that 06
 trains first, and started early it would only wait for it.  So one worker starts 06 while the
 other runs most of the unit tests (about as long as 06's first run trains) and then 07; the
-rest of the unit tests and the short notebooks go to whichever worker is free first.  (A worker takes its next file or notebook when two tests of
-its current one are left: 06 ends with two short cells after the twin's, so the worker
-training the twin takes nothing before the twin is done.)
+rest of the unit tests and the short notebooks go to whichever worker is free first.  (A
+worker takes its next file or notebook when two tests of its current one are left: 06 ends
+with two short cells after the twin's, so the worker training the twin takes nothing before
+the twin is done.)
 
 At the end pytest prints the time of each part (the sum of its tests' durations), so a slow
 suite says where the time went.
