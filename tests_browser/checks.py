@@ -46,3 +46,15 @@ def chart_problems(page, timeout=15_000) -> list[str]:
 
 def image_problems(page, selector="img") -> list[str]:
     return [f"image not decoded: {src}" for src in page.evaluate(BROKEN_IMAGES, selector)]
+
+
+def search(page, url: str, query: str) -> list[str]:
+    """Open ``url``, search the site for ``query`` (Ctrl+K, Enter) and return the results'
+    links."""
+    page.goto(url)
+    page.keyboard.press("Control+k")
+    page.fill("input[name='q']:visible", query)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#search-results ul.search li", timeout=15_000)
+    return page.eval_on_selector_all("#search-results ul.search li a",
+                                     "links => links.map(a => a.getAttribute('href'))")

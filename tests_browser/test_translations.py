@@ -1,5 +1,5 @@
 """The Chinese edition: its catalogues complete and in step with the English pages, and the
-built pages in Chinese, searchable, and linked to their English twins.
+built pages in Chinese and linked to their English twins (the Chinese search: test_book.py).
 
 The catalogue checks need Sphinx (the book extra) but no browser; the page checks run on the
 site ``make book`` built (build/book/zh/).
@@ -142,16 +142,3 @@ def test_language_links_lead_to_the_same_page(watched, site, name):
     assert not page.url.rstrip("/").split("/book/")[1].startswith("zh/")
     assert not watched.problems(), watched.problems()
 
-
-def test_chinese_search_finds_attention(watched, site):
-    page = watched.page
-    page.goto(f"{site}/book/zh/index.html")
-    page.keyboard.press("Control+k")
-    page.fill("input[name='q']:visible", "注意力")
-    page.keyboard.press("Enter")
-    page.wait_for_selector("#search-results ul.search li", timeout=15_000)
-    results = page.eval_on_selector_all("#search-results ul.search li a",
-                                        "links => links.map(a => a.getAttribute('href'))")
-    watched.screenshot("book-zh-search")
-    assert any(href.startswith("02_attention.html") for href in results), results
-    assert not watched.problems(), watched.problems()
