@@ -265,7 +265,7 @@ def update_catalogues(new_pages: list[str]) -> list[str]:
         if template.relative_to(pot).with_suffix("").as_posix() not in pages:
             template.unlink()
     for language in LANGUAGES:
-        update(str(LOCALES), str(pot), [language])
+        update(str(LOCALES), str(pot), [language], line_width=0)
         for path in catalogues(language).values():
             fill_untranslatable(path)
     return pages
@@ -279,18 +279,17 @@ def untranslatable(message: str) -> bool:
 
 def fill_untranslatable(path: Path) -> None:
     """Copy each message with nothing to translate into its translation, so the catalogue
-    asks a translator only for prose."""
+    asks a translator only for prose. Messages are written one line each, unwrapped: a path
+    or link is never cut across lines."""
     from babel.messages.pofile import read_po, write_po
 
     with path.open("rb") as f:
         catalog = read_po(f)
-    changed = False
     for message in catalog:
         if message.id and not message.string and untranslatable(message.id):
-            message.string, changed = message.id, True
-    if changed:
-        with path.open("wb") as f:
-            write_po(f, catalog, width=76)
+            message.string = message.id
+    with path.open("wb") as f:
+        write_po(f, catalog, width=0)
 
 
 def main(argv: list[str] | None = None) -> int:
