@@ -10,6 +10,9 @@ positions, embedding dropout and the tied output projection, so both do the same
     python bench/bench_train.py --out results/bench/train_cpu.json
     python bench/bench_train.py --device cuda           # + base model at the paper's batch
                                                         #   (25000 tokens), bf16, MFU
+    python bench/bench_train.py --device cuda --compile --profile build/profile.txt
+                                                        # + where a step's time goes: the
+                                                        #   operators and kernels by self time
 
 A step's time is the median over ``--steps`` timed steps after ``--warmup-steps``; the two
 models alternate so that a machine's changing load affects both alike.
@@ -94,10 +97,37 @@ def peak_flops(device) -> float | None:
     return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
+def profile_step(step, device, path: str, steps: int = 3, rows: int = 40) -> list[dict]:
+    """Profile ``steps`` calls of ``step``; write the operators and kernels by self time (device
+    time on a GPU, host time on a CPU) to ``path`` and return the top ``rows`` per step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(f"{steps} training steps of this package's model, by {key}\n\n"
+                          + events.table(sort_by=key, row_limit=rows) + "\n")
+    total = sum(getattr(e, key) for e in events) or 1.0
+    top = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:rows]
+    return [{"name": e.key, "calls_per_step": e.count / steps,
+             "ms_per_step": round(getattr(e, key) / 1e3 / steps, 3),
+             "share": round(getattr(e, key) / total, 4)} for e in top]
+
+
 def measure(c: TransformerConfig, tokens: int, seq_len: int, device, steps: int, warmup: int,
-            bf16: bool, compile_: bool = False) -> dict:
-    """Alternate training steps of both models on one batch; median seconds per step."""
+            bf16: bool, compile_: bool = False, profile: str | None = None) -> dict:
+    """Alternate training steps of both models on one batch; median seconds per step.  With
+    ``profile`` (a file), then profile this package's step (:func:`profile_step`)."""
     torch.manual_seed(0)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     models = {"ours": Transformer(c), "torch": TorchTransformer(c)}
     src, tgt_in, tgt_out = make_batch(c, tokens, seq_len, device)
     n_tgt = int((tgt_out != c.pad_id).sum())
@@ -147,6 +177,11 @@ def measure(c: TransformerConfig, tokens: int, seq_len: int, device, steps: int,
                         "mfu": round(flops / sec / peak, 4) if peak else None}
     result["speedup_ours_vs_torch"] = round(
         result["torch"]["ms_per_step"] / result["ours"]["ms_per_step"], 3)
+    if device.type == "cuda":  # both models' parameters, optimizer states and one step
+        result["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    if profile:
+        result["ours"]["profile"] = {"file": Path(profile).name,
+                                     "top": profile_step(runners["ours"], device, profile)}
     return result
 
 
@@ -160,6 +195,14 @@ def report(title: str, r: dict) -> None:
               f"target tokens/s  {m['model_tflops']:.3f} TFLOP/s{mfu}  "
               f"({m['parameters'] / 1e6:.2f}M parameters)")
     print(f"  nn.Transformer time / ours: {r['speedup_ours_vs_torch']:.2f}x")
+    if "peak_memory_gib" in r:
+        print(f"  peak GPU memory of both models' steps: {r['peak_memory_gib']:.2f} GiB")
+    if "profile" in r["ours"]:
+        print("  where a step of ours spends its time (all operators and kernels in "
+              f"{r['ours']['profile']['file']}):")
+        for row in r["ours"]["profile"]["top"][:10]:
+            print(f"    {row['ms_per_step']:8.3f} ms  {100 * row['share']:5.1f}%  "
+                  f"{row['calls_per_step']:6.1f} calls  {row['name'][:70]}")
 
 
 def main(argv=None) -> dict:
@@ -176,6 +219,9 @@ def main(argv=None) -> dict:
     p.add_argument("--cudnn-attention", action="store_true",
                    help="leave cuDNN's attention on (PyTorch's default; the package turns it off)")
     p.add_argument("--out", default=None, help="write the results here as JSON")
+    p.add_argument("--profile", default=None, metavar="FILE",
+                   help="also profile this package's step (on CUDA when it runs, else on the "
+                        "CPU) and write its operators and kernels by self time to FILE")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -192,13 +238,14 @@ def main(argv=None) -> dict:
     print(json.dumps(results["provenance"]))
     c = TransformerConfig.from_preset(args.preset)
     results["cpu"] = measure(c, args.tokens, args.seq_len, torch.device("cpu"), args.steps,
-                             args.warmup_steps, bf16=False)
+                             args.warmup_steps, bf16=False, profile=None if cuda else args.profile)
     report(f"CPU, preset {args.preset}", results["cpu"])
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         results["cuda"] = measure(TransformerConfig.from_preset("base"), args.gpu_tokens,
                                   args.seq_len, torch.device("cuda"), max(args.steps, 20),
-                                  max(args.warmup_steps, 5), bf16=True, compile_=args.compile)
+                                  max(args.warmup_steps, 5), bf16=True, compile_=args.compile,
+                                  profile=args.profile)
         report("CUDA, base model, paper batch", results["cuda"])
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

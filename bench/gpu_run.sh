@@ -16,7 +16,8 @@
 #              after the other, each a step of its own (reproduce_de_en ...), which takes two
 #              commands at BUDGET=5.
 #   test_cuda  tests/test_cuda.py
-#   bench_train_compiled  bench/bench_train.py --compile: the base model's step, bf16
+#   bench_train_compiled  bench/bench_train.py --compile: the base model's step, bf16, and
+#              where its time goes (profile_train_<device>_compiled.txt: kernels by device time)
 #
 # Each step runs under its own time limit, cut to the time left of DEADLINE; a step that needs
 # more than is left is skipped and named at the end.  Logs and JSON go to $OUT, with $OUT's own
@@ -32,7 +33,12 @@
 #       named by its name or its first word: "smoke" = smoke_train smoke_resume smoke_evaluate)
 #
 # Steps run only when named in ONLY: bench_decode (decoding speed), bench_train
-# (eager), smoke_train, smoke_resume, smoke_evaluate (torchrun, a checkpoint, a resume, evaluate).
+# (eager), smoke_train, smoke_resume, smoke_evaluate (torchrun, a checkpoint, a resume, evaluate),
+# and variants: settings of the reproduce-gpu recipe measured side by side (VARIANTS, ";"
+# between them, each "NAME DIR TRAIN-OPTIONS...", default: the recipe and two larger batches
+# at the same peak rate, en-de), each trained for BUDGET minutes with `train --recipe
+# reproduce-gpu`, its averaged checkpoint scored greedy and beam 5 on the test set; a table
+# in variants.json (steps, tokens/s, best validation perplexity, BLEU), logs beside it.
 set -u -o pipefail
 T0=$(date +%s)
 OUT=${OUT:-build/gpu_run}
@@ -44,6 +50,9 @@ DIRS=${DIRS:-de-en en-de}
 PARALLEL=${PARALLEL:-1}
 TREE=${TREE:-}
 RUNS=${RUNS:-build/gpu_run_runs}
+VARIANTS=${VARIANTS:-"recipe en-de;
+  b8k en-de --max-tokens 8192 --warmup 2000 --lr-scale 0.71 --clip-grad 1.0;
+  b16k en-de --max-tokens 16384 --warmup 1000 --lr-scale 0.5 --clip-grad 1.0"}
 if [ "$QUICK" = 1 ]; then
   BUDGET=${BUDGET:-0.01}    # training minutes per reproduce run: one step, then the rest
   DEADLINE=${DEADLINE:-3600}
@@ -126,6 +135,47 @@ reproduce_dirs() {  # reproduce_dirs DIR...: `reproduce --profile gpu --record` 
   return $rc
 }
 
+variant() {  # variant NAME DIR OPTION...: train the reproduce-gpu recipe with OPTIONs for
+  # BUDGET minutes, then score its averaged checkpoint greedy and beam 5 (limit: STEP_LIMIT)
+  local name=$1 dir=$2 run="$RUNS/variant_$1" ckpt beam end
+  shift 2
+  end=$(( $(date +%s) + STEP_LIMIT ))
+  timeout -k 10 $(( STEP_LIMIT - 60 )) "$PY" -m transformer train --recipe reproduce-gpu \
+    --src "${dir%-*}" --tgt "${dir#*-}" --time-budget "$BUDGET" --device "$DEVICE" \
+    --run-dir "$run" --overwrite --no-progress "$@" || return
+  cp "$run/log.jsonl" "$OUT/variant_${name}_log.jsonl"
+  ckpt="$run/averaged.pt"
+  [ -f "$ckpt" ] || ckpt=$(ls "$run"/checkpoints/step_*.pt | tail -1)
+  for beam in 1 5; do
+    timeout -k 10 $(( end - $(date +%s) )) "$PY" -m transformer evaluate --checkpoint "$ckpt" \
+      --beam "$beam" --device "$DEVICE" "${SCORED[@]}" \
+      --json "$OUT/variant_${name}_beam$beam.json" || return
+  done
+  rm -rf "$run"
+}
+
+variants() {  # the VARIANTS side by side, each under STEP_LIMIT and logging to its own file;
+  # then variants.json: each one's settings, training and scores
+  local entry entries words pids=() names=() rc=0 i r
+  IFS=';' read -ra entries <<< "${VARIANTS//$'\n'/ }"
+  for entry in "${entries[@]}"; do
+    read -ra words <<< "$entry"
+    [ ${#words[@]} -ge 2 ] || continue
+    echo "variant ${words[*]} > $OUT/variant_${words[0]}.log"
+    variant "${words[@]}" > "$OUT/variant_${words[0]}.log" 2>&1 &
+    pids+=($!)
+    names+=("${words[0]}")
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}"
+    r=$?
+    echo "variant ${names[$i]}: exit $r"
+    [ $r -eq 0 ] || rc=$r
+  done
+  "$PY" bench/variants_table.py "$OUT" "$VARIANTS" || rc=$?
+  return $rc
+}
+
 # The GPU machine's python has no sacremoses (the package imports it): install the wheel
 # brought in .whl/ (shared/notes/gpu.md), or stop here with the reason.
 if ! "$PY" -c "import sacremoses" 2>/dev/null; then
@@ -191,9 +241,10 @@ done
 # The CUDA tests: bf16 autocast, fused Adam, --compile, decoding, CUDA-graph decoding.
 step test_cuda 80 180 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py -rA
 # One training step of the base model at the paper's batch, bf16, ours vs nn.Transformer, both
-# compiled (compiling takes 60-90 s of it).
+# compiled (compiling takes 60-90 s of it), then three of ours profiled: the kernels by time.
 step bench_train_compiled 100 180 "$PY" bench/bench_train.py --device "$DEVICE" "${TRAIN[@]}" \
-  --compile --out "$OUT/bench_train_${DEVICE}_compiled.json"
+  --compile --out "$OUT/bench_train_${DEVICE}_compiled.json" \
+  --profile "$OUT/profile_train_${DEVICE}_compiled.txt"
 
 # Named in ONLY only: decoding speed, the eager training step, and the command line as a
 # user runs it on one GPU: torchrun (nccl), a checkpoint, a resume, evaluate (beam 4, bf16).
@@ -210,6 +261,8 @@ step smoke_resume 20 40 "$PY" -m torch.distributed.run --standalone --nproc-per-
 step smoke_evaluate 20 40 bash -c "$PY -m transformer evaluate --device $DEVICE \
   --dtype bfloat16 --checkpoint \$(ls $RUN/checkpoints/step_*.pt | tail -1) \
   --json $OUT/smoke_evaluate.json"
+# Settings of the recipe compared side by side: BUDGET minutes of training, then two decodes.
+step variants $(( BUDGET_S + 60 )) $(( BUDGET_S + REPRODUCE_S )) variants
 cp "$RUN/log.jsonl" "$OUT/smoke_log.jsonl" 2>/dev/null
 rm -rf "$RUN"  # checkpoints stay on the machine: only logs and JSON come back
 

@@ -29,3 +29,16 @@ def test_bench_train_runs_on_the_cpu():
     cpu = result["cpu"]
     assert cpu["ours"]["ms_per_step"] > 0 and cpu["torch"]["ms_per_step"] > 0
     assert "cuda" not in result
+
+
+def test_bench_train_profiles_a_step_and_names_where_its_time_goes(tmp_path):
+    out = tmp_path / "profile.txt"
+    result = bench_train.main(["--device", "cpu", "--preset", "tiny", "--steps", "1",
+                               "--warmup-steps", "0", "--tokens", "60", "--seq-len", "6",
+                               "--profile", str(out)])
+    profile = result["cpu"]["ours"]["profile"]
+    names = [row["name"] for row in profile["top"]]
+    assert profile["file"] == "profile.txt" and "aten::mm" in out.read_text()
+    assert any(name in ("aten::mm", "aten::addmm") for name in names)  # the model's matmuls
+    shares = [row["share"] for row in profile["top"]]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0001

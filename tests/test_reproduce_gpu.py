@@ -171,3 +171,36 @@ def test_gpu_run_script_runs_the_directions_one_by_one_when_asked(tmp_path):
     assert "=== reproduce_de_en: skipped: it needs about 46 s" in log
     assert "=== reproduce_en_de: skipped: it needs about 46 s" in log
     assert "=== test_cuda: skipped (not in ONLY)" in log
+
+
+def test_gpu_run_script_names_the_variants_step_it_has_no_time_for(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "QUICK": "1", "DEVICE": "cpu", "DEADLINE": "0", "OUT": str(out),
+           "RUNS": str(tmp_path / "runs"), "PYTHON": sys.executable, "ONLY": "variants"}
+    subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True,
+                   timeout=120)
+    log = (out / "run.log").read_text()
+    assert "=== variants: skipped: it needs about 61 s" in log
+    assert "=== reproduce: skipped (not in ONLY)" in log
+
+
+def test_variants_table_reads_each_variants_log_and_scores(tmp_path, monkeypatch):
+    """Rows from the files a variant leaves; a variant that failed keeps what it reached."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import variants_table
+
+    log = [{"kind": "train", "step": s, "tokens_per_s": t, "wall_time": w}
+           for s, t, w in ((50, 100.0, 2.0), (100, 300.0, 4.0), (150, 200.0, 6.5))]
+    log += [{"kind": "val", "step": 100, "ppl": 9.5}, {"kind": "val", "step": 150, "ppl": 8.25}]
+    (tmp_path / "variant_a_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    for beam, score in ((1, 30.123), (5, 31.456)):
+        (tmp_path / f"variant_a_beam{beam}.json").write_text(json.dumps(
+            {"sacrebleu": score, "tokenized_bleu_lc": score + 1, "chrf": 50.0}))
+    table = variants_table.main([str(tmp_path), "a en-de --warmup 2000 --clip-grad 1.0;\n b de-en"])
+    assert table == json.loads((tmp_path / "variants.json").read_text())
+    assert table[0] == {"name": "a", "direction": "en-de",
+                        "options": "--warmup 2000 --clip-grad 1.0", "steps": 150,
+                        "wall_time_s": 6.5, "tokens_per_s": 200, "best_val_ppl": 8.25,
+                        "beam1": {"sacrebleu": 30.12, "tokenized_bleu_lc": 31.12},
+                        "beam5": {"sacrebleu": 31.46, "tokenized_bleu_lc": 32.46}}
+    assert table[1] == {"name": "b", "direction": "de-en", "options": ""}
