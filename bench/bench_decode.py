@@ -1,6 +1,7 @@
 """Benchmark (not a test): decoding speed on the CPU (or a GPU), side by side in one run.
 
-    python bench/bench_decode.py                  # both parts; trains the small model first
+    python bench/bench_decode.py                  # every part; trains the small model first
+    python bench/bench_decode.py --only greedy    # part 1 alone (also: beam, linear)
     python bench/bench_decode.py --checkpoint runs/x/checkpoints/step_00000500.pt
     python bench/bench_decode.py --out            # also write results/bench/decode_cpu.json
     python bench/bench_decode.py --device cuda --out   # results/bench/decode_cuda.json
@@ -32,7 +33,8 @@
    sharing gives.
 3. On a CPU, each of the small preset's linear layers alone, for 32 and 600 rows: PyTorch's
    ``F.linear`` (MKL's SGEMM in PyTorch's CPU builds) against oneDNN with the weight packed
-   once, the pair that ``transformer/engine/onednn.py`` chooses between.
+   once, the pair that ``transformer/engine/onednn.py`` chooses between: the fastest of
+   ``--repeats`` rounds of ``--linear-calls`` calls.
 
 bfloat16 is fast only on CPUs with native bf16 instructions (AVX512-BF16 or AMX: the provenance
 records which the CPU has), and changes some outputs: the float32 rows are the ones that compute
@@ -371,7 +373,7 @@ LINEAR_SHAPES = {"W^Q W^K W^V stacked": (256, 768), "W^O, cross W^Q": (256, 256)
 def linear_part(args) -> dict:
     """Microseconds per call and GFLOP/s of the small preset's linear layers, for 32 rows (greedy
     above) and 600 (a beam-search step), both ways: what ``onednn.packed_linears`` is for."""
-    def per_call(fn, calls=100):
+    def per_call(fn, calls=args.linear_calls):
         fn()
         start = time.perf_counter()
         for _ in range(calls):
@@ -385,8 +387,8 @@ def linear_part(args) -> dict:
             for name, (d_in, d_out) in LINEAR_SHAPES.items():
                 x, layer = torch.randn(rows, d_in), torch.nn.Linear(d_in, d_out)
                 ways = {"pytorch": layer.forward, "onednn": onednn.packed_linear(layer)}
-                times = {k: min(per_call(functools.partial(f, x)) for _ in range(3))
-                         for k, f in ways.items()}
+                times = {k: min(per_call(functools.partial(f, x))
+                                for _ in range(args.repeats)) for k, f in ways.items()}
                 flops = 2 * rows * d_in * d_out
                 out[f"{rows} rows, {name} {d_in}x{d_out}"] = {
                     k: {"us": t * 1e6, "gflops": flops / t / 1e9} for k, t in times.items()}
@@ -409,7 +411,10 @@ def main(argv=None) -> dict:
     p.add_argument("--checkpoint", default=None, help="a trained small model for part 2")
     p.add_argument("--train-steps", type=int, default=400)
     p.add_argument("--sentences", type=int, default=None, help="only the first N of part 2")
-    p.add_argument("--only", choices=["greedy", "beam"], default=None)
+    p.add_argument("--only", choices=["greedy", "beam", "linear"], default=None,
+                   help="run only this part (default: all three)")
+    p.add_argument("--linear-calls", type=int, default=100,
+                   help="calls per timing round of part 3 (the linear layers)")
     p.add_argument("--out", nargs="?", const="", default=None,
                    help="write JSON here (no value: results/bench/decode_<cpu|cuda>.json)")
     args = p.parse_args(argv)
@@ -422,11 +427,11 @@ def main(argv=None) -> dict:
     results = {"provenance": provenance(args.device), "timing": "fastest of the rounds",
                "repeats": args.repeats}
     print(" ".join(f"{k}={v}" for k, v in results["provenance"].items()))
-    if args.only != "beam":
+    if args.only in (None, "greedy"):
         results["greedy"] = greedy_part(args)
-    if args.only != "greedy":
+    if args.only in (None, "beam"):
         results["beam"] = beam_part(args)
-    if args.device.type == "cpu" and onednn.available():
+    if args.only in (None, "linear") and args.device.type == "cpu" and onednn.available():
         results["linear"] = linear_part(args)
     if args.out:
         path = Path(args.out)

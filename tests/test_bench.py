@@ -4,6 +4,7 @@ breaking): each on tiny settings, and what they compare must agree."""
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -21,6 +22,17 @@ def test_bench_decode_greedy_part_runs_and_every_float32_decoder_agrees():
     assert agree["torch.nn.Transformer"] == agree["baseline (before #14)"] == 1.0
     assert result["provenance"]["device"] == "cpu"
     assert bench_decode.provenance()["device"] == "cpu"  # bench_loss.py calls it so
+    assert "linear" not in result and "beam" not in result  # --only: that part alone
+
+
+@pytest.mark.skipif(not bench_decode.onednn.available(), reason="needs oneDNN's packed linear")
+def test_bench_decode_linear_part_times_both_ways_for_every_shape():
+    result = bench_decode.main(["--only", "linear", "--repeats", "1", "--linear-calls", "2",
+                                "--threads", "1"])
+    linear = result["linear"]
+    assert len(linear) == 2 * len(bench_decode.LINEAR_SHAPES) and "greedy" not in result
+    assert all(row[way]["us"] > 0 and row[way]["gflops"] > 0
+               for row in linear.values() for way in ("pytorch", "onednn"))
 
 
 def test_bench_train_runs_on_the_cpu():
