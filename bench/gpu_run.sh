@@ -14,7 +14,11 @@
 #              trains at about 77% of one alone's speed: results/gpu-logs/2026-11-30b/), and
 #              each JSON records its steps, tokens/s and gpu_run.side_by_side.  PARALLEL=0: one
 #              after the other, each a step of its own (reproduce_de_en ...), which takes two
-#              commands at BUDGET=5.
+#              commands at BUDGET=5.  With SIDE_VARIANTS=1 the VARIANTS (below) other than
+#              "recipe" train side by side with them too (the recorded run of their direction
+#              is the recipe's row), in the same step and time limit: a lease then records the
+#              runs and compares settings of the recipe at once, the recorded runs slowed by
+#              sharing the GPU with more runs (gpu_run.side_by_side names them all).
 #   test_cuda  tests/test_cuda.py
 #   bench_train_compiled  bench/bench_train.py --compile: the base model's step, bf16, and
 #              where its time goes (profile_train_<device>_compiled.txt: kernels by device time)
@@ -29,6 +33,8 @@
 #                                                         # with data/cache and .whl/ carried
 #   QUICK=1 DEVICE=cpu OUT=build/gpu-rehearsal PYTHON=.venv/bin/python bash bench/gpu_run.sh
 #                                                         # rehearsal on the CPU, tiny budgets
+#   SIDE_VARIANTS=1 OUT=/path/out TREE=<commit> bash bench/gpu_run.sh
+#                                                         # the recorded runs and VARIANTS at once
 #   ONLY="test_cuda bench_decode" ...                     # only the steps named (a step is
 #       named by its name or its first word: "smoke" = smoke_train smoke_resume smoke_evaluate)
 #
@@ -48,6 +54,7 @@ QUICK=${QUICK:-0}
 ONLY=${ONLY:-env data reproduce test_cuda bench_train_compiled}
 DIRS=${DIRS:-de-en en-de}
 PARALLEL=${PARALLEL:-1}
+SIDE_VARIANTS=${SIDE_VARIANTS:-0}
 TREE=${TREE:-}
 RUNS=${RUNS:-build/gpu_run_runs}
 VARIANTS=${VARIANTS:-"recipe en-de;
@@ -121,9 +128,15 @@ reproduce_dirs() {  # reproduce_dirs DIR...: `reproduce --profile gpu --record` 
     timeout -k 10 "$STEP_LIMIT" "${cmd[@]}" > "$OUT/reproduce_${src}_${tgt}.log" 2>&1 &
     pids+=($!)
   done
+  if [ "$SIDE_VARIANTS" = 1 ] && [ "$PARALLEL" = 1 ]; then
+    echo "the VARIANTS but recipe, side by side with these: > $OUT/variants.log"
+    variants recipe > "$OUT/variants.log" 2>&1 &
+    pids+=($!)
+  fi
   for r in "${pids[@]}"; do
     wait "$r" || rc=$?
   done
+  [ "$SIDE_VARIANTS" = 1 ] && [ "$PARALLEL" = 1 ] && cat "$OUT/variants.log"
   for dir in "$@"; do  # the scores, then the training log; checkpoints stay behind
     src=${dir%-*} tgt=${dir#*-}
     echo "--- $src->$tgt, the end of reproduce_${src}_${tgt}.log:"
@@ -154,13 +167,14 @@ variant() {  # variant NAME DIR OPTION...: train the reproduce-gpu recipe with O
   rm -rf "$run"
 }
 
-variants() {  # the VARIANTS side by side, each under STEP_LIMIT and logging to its own file;
-  # then variants.json: each one's settings, training and scores
-  local entry entries words pids=() names=() rc=0 i r
+variants() {  # variants [NOT]: the VARIANTS (but the one named NOT) side by side, each under
+  # STEP_LIMIT and logging to its own file; then variants.json: their settings, training, scores
+  local entry entries words pids=() names=() kept="" rc=0 i r
   IFS=';' read -ra entries <<< "${VARIANTS//$'\n'/ }"
   for entry in "${entries[@]}"; do
     read -ra words <<< "$entry"
-    [ ${#words[@]} -ge 2 ] || continue
+    [ ${#words[@]} -ge 2 ] && [ "${words[0]}" != "${1:-}" ] || continue
+    kept+="${words[*]};"
     echo "variant ${words[*]} > $OUT/variant_${words[0]}.log"
     variant "${words[@]}" > "$OUT/variant_${words[0]}.log" 2>&1 &
     pids+=($!)
@@ -172,7 +186,7 @@ variants() {  # the VARIANTS side by side, each under STEP_LIMIT and logging to 
     echo "variant ${names[$i]}: exit $r"
     [ $r -eq 0 ] || rc=$r
   done
-  "$PY" bench/variants_table.py "$OUT" "$VARIANTS" || rc=$?
+  "$PY" bench/variants_table.py "$OUT" "$kept" || rc=$?
   return $rc
 }
 
@@ -269,15 +283,17 @@ rm -rf "$RUN"  # checkpoints stay on the machine: only logs and JSON come back
 # Provenance: the steps, the tree that ran and the settings, in gpu_run.json and in every JSON
 # of $OUT; then $OUT's own path out of the logs, so that files are named relative to it.
 "$PY" - "$OUT" "$TREE" "$BUDGET" "$PARALLEL" "$DIRS" "$DEADLINE" "$(( $(date +%s) - T0 ))" \
-  <<'EOF' >> "$LOG" 2>&1
+  "$SIDE_VARIANTS" <<'EOF' >> "$LOG" 2>&1
 import json, os, re, sys
 from pathlib import Path
-out, tree, budget, parallel, dirs, deadline, wall = sys.argv[1:]
+out, tree, budget, parallel, dirs, deadline, wall, side_variants = sys.argv[1:]
 out = Path(out)
 steps = [{k: int(v) if v.isdigit() else v
           for k, v in zip(("step", "exit", "seconds", "limit_s"), line.split("\t"))}
          for line in (out / "steps.tsv").read_text().splitlines()]
 runs = [f"multi30k-{d}-gpu" for d in dirs.split()]
+if side_variants == "1" and parallel == "1" and (out / "variants.json").exists():
+    runs += [f"variant_{v['name']}" for v in json.loads((out / "variants.json").read_text())]
 info = {"script": "bench/gpu_run.sh", "tree": tree or None, "budget_minutes": float(budget),
         "side_by_side": runs if parallel == "1" and len(runs) > 1 else None,
         "deadline_s": int(deadline), "wall_s": int(wall), "steps": steps}

@@ -204,3 +204,59 @@ def test_variants_table_reads_each_variants_log_and_scores(tmp_path, monkeypatch
                         "beam1": {"sacrebleu": 30.12, "tokenized_bleu_lc": 31.12},
                         "beam5": {"sacrebleu": 31.46, "tokenized_bleu_lc": 32.46}}
     assert table[1] == {"name": "b", "direction": "de-en", "options": ""}
+
+
+FAKE_PYTHON = r'''#!/usr/bin/env bash
+# python for gpu_run.sh's orchestration: `-m transformer CMD` writes what CMD would, at once
+if [ "$1" = -m ] && [ "$2" = transformer ]; then
+  cmd=$3; shift 3; echo "$cmd $*" >> "$FAKE_CALLS"
+  while [ $# -gt 0 ]; do
+    case $1 in --run-dir) run=$2;; --json) json=$2;; --results-dir) results=$2;;
+               --runs-dir) runs=$2;; --src) src=$2;; --tgt) tgt=$2;; esac; shift
+  done
+  case $cmd in
+    train) mkdir -p "$run/checkpoints" && touch "$run/averaged.pt"
+           printf '%s\n' '{"kind": "train", "step": 7, "tokens_per_s": 5.0, "wall_time": 1.5}' \
+             '{"kind": "val", "step": 7, "ppl": 9.0}' > "$run/log.jsonl";;
+    evaluate) echo '{"sacrebleu": 1.0, "tokenized_bleu_lc": 2.0}' > "$json";;
+    reproduce) run="$runs/multi30k-$src-$tgt-gpu"
+               mkdir -p "$run" && echo '{}' > "$run/log.jsonl"
+               echo '{"bleu": {}}' > "$results/multi30k-$src-$tgt-gpu.json";;
+  esac
+  exit 0
+fi
+exec "$REAL_PYTHON" "$@"
+'''
+
+
+def test_gpu_run_script_trains_the_variants_beside_the_recorded_runs(tmp_path):
+    """SIDE_VARIANTS=1: one reproduce step starts both recorded runs and every variant but
+    "recipe" (the recorded en-de run is its row), scores each variant twice, and names all
+    four runs as side by side in the provenance (the package's commands faked: this checks
+    the script, which a GPU lease depends on)."""
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    out, calls = tmp_path / "out", tmp_path / "calls"
+    env = {**os.environ, "QUICK": "1", "DEVICE": "cpu", "OUT": str(out), "ONLY": "reproduce",
+           "RUNS": str(tmp_path / "runs"), "PYTHON": str(fake), "REAL_PYTHON": sys.executable,
+           "FAKE_CALLS": str(calls), "SIDE_VARIANTS": "1"}
+    done = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    made = []
+    for words in map(str.split, calls.read_text().splitlines()):
+        pair = [words[words.index(flag) + 1] for flag in ("--src", "--tgt") if flag in words]
+        made.append(" ".join([words[0], "-".join(pair)]).strip())
+    assert sorted(made) == ["evaluate"] * 4 + ["reproduce de-en", "reproduce en-de",
+                                               "train en-de", "train en-de"]
+    table = json.loads((out / "variants.json").read_text())
+    assert [row["name"] for row in table] == ["b8k", "b16k"]
+    assert table[1]["options"].startswith("--max-tokens 16384")
+    assert table[1]["steps"] == 7 and table[1]["beam5"] == {"sacrebleu": 1.0,
+                                                            "tokenized_bleu_lc": 2.0}
+    side = ["multi30k-de-en-gpu", "multi30k-en-de-gpu", "variant_b8k", "variant_b16k"]
+    assert json.loads((out / "gpu_run.json").read_text())["side_by_side"] == side
+    recorded = json.loads((out / "multi30k-en-de-gpu.json").read_text())
+    assert recorded["gpu_run"]["side_by_side"] == side
+    assert not (tmp_path / "runs" / "variant_b8k").exists()  # checkpoints do not stay
